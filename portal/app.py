@@ -1,0 +1,75 @@
+"""The application factory: it only wires things. It never migrates, exits or calls out."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from portal import cli, context, errors, i18n, models, templating
+from portal.celery_app import celery_init_app
+from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
+from portal.kernel.clock import Clock, SystemClock
+from portal.settings import INSTANCE, ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> Flask:
+    assert models.__all__  # every table is mapped before anything touches the database
+    settings = settings or Settings()
+    app = Flask(
+        "portal",
+        root_path=str(ROOT / "portal"),
+        instance_path=str(INSTANCE),
+        template_folder=str(ROOT / "templates"),
+        static_folder="static",
+    )
+    app.extensions[context.SETTINGS_KEY] = settings
+    app.extensions[context.CLOCK_KEY] = clock or SystemClock()
+
+    if settings.secret_key is not None:
+        secret = settings.secret_key.get_secret_value()
+    else:  # development only (production refuses this in Settings): sessions last one process
+        log.warning("DIANFEI_SECRET_KEY is not set; using a random key for this process")
+        secret = secrets.token_hex(32)
+    app.config.update(
+        SECRET_KEY=secret,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=settings.cookie_secure,
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_minutes),
+        MAX_CONTENT_LENGTH=10 * 1024 * 1024,
+        RATELIMIT_STORAGE_URI=settings.ratelimit_storage_url,
+        RATELIMIT_HEADERS_ENABLED=True,
+        BABEL_DEFAULT_LOCALE=settings.default_locale,
+        BABEL_DEFAULT_TIMEZONE=settings.timezone,
+        BABEL_TRANSLATION_DIRECTORIES=str(ROOT / "portal" / "translations"),
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+    )
+    if settings.trusted_proxy_hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops,  # type: ignore[method-assign]
+                                x_proto=settings.trusted_proxy_hops)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "portal" / "migrations"),
+                     render_as_batch=True, compare_type=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    babel.init_app(app, locale_selector=i18n.select_locale)
+    limiter.init_app(app)
+    i18n.init_app(app)
+    templating.init_app(app)
+    errors.init_app(app)
+    celery_init_app(app)
+    cli.init_app(app)
+
+    from portal.web.views import bp as web_bp
+    app.register_blueprint(web_bp)
+    return app

@@ -1,0 +1,66 @@
+"""The Celery app, configured from settings, and the one beat schedule.
+
+Embedded default: kombu's SQLAlchemy transport on a SQLite file in WAL mode (no server to
+install). Production: Redis, when ``DIANFEI_BROKER_URL`` says so. Tasks run inside an app
+context, take ids, and are acknowledged late so a killed worker's task runs again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+
+from portal import context
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "dispatch-outbox": {"task": "portal.tasks.dispatch_outbox",
+                        "schedule": timedelta(seconds=30)},
+    "purge-consumed-broker-messages": {"task": "portal.tasks.purge_broker_messages",
+                                       "schedule": timedelta(hours=1)},
+}
+
+
+def sqlite_broker_path(broker_url: str) -> Path | None:
+    prefix = "sqla+sqlite:///"
+    return Path(broker_url[len(prefix):]) if broker_url.startswith(prefix) else None
+
+
+def prepare_embedded_broker(broker_url: str) -> None:
+    """Put the embedded broker's SQLite file in WAL mode (it persists in the file), so the web
+    process, the worker and beat can write to it at once. Run by the serve and test commands."""
+    path = sqlite_broker_path(broker_url)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+
+
+def celery_init_app(app: Flask) -> Celery:
+    class FlaskTask(Task):  # type: ignore[misc]
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    settings = app.extensions[context.SETTINGS_KEY]
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.conf.update(
+        broker_url=settings.broker_url,
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_always_eager=settings.celery_always_eager,
+        timezone="UTC",
+        beat_schedule=BEAT_SCHEDULE,
+        imports=("portal.tasks",),
+    )
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery

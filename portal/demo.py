@@ -1,0 +1,214 @@
+"""Demo data: two districts, residents and a business with 24 months of readings and bills.
+
+The bills here are demo data written line by line; the billing issue's engine replaces them with
+computed ones. Every bill still goes through ``bills.service.issue`` and the ledger, so balances,
+paid/overdue states and usage charts behave exactly as they will with real bills.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.accounts import service as accounts
+from portal.accounts.models import (AccountLink, Customer, CustomerClass, District,
+                                    ElectricityAccount, Meter)
+from portal.bills import service as bills
+from portal.bills.models import Bill, BillLine, LineKind
+from portal.kernel.clock import Clock
+from portal.kernel.money import round_to_fen
+from portal.ledger import service as ledger
+from portal.ledger.models import EntryKind
+from portal.readings.models import Reading, ReadingSource, ReadingStatus
+
+DEMO_PASSWORD = "dianfei-demo"  # noqa: S105 - printed for the demo on purpose
+MONTHS = 24
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    account_no: str
+    holder: str
+    address: str
+    district: str
+    customer_class: CustomerClass
+    tariff: str
+    meter_no: str
+    tou: bool
+    phone: str | None        # the demo customer who has linked it; None = left for linking
+    base_kwh: int
+    unpaid_months: int = 1   # the newest N bills are left unpaid
+
+
+DISTRICTS = [("bj-dongcheng", "北京市东城区供电中心"), ("hz-xihu", "杭州市西湖区供电所")]
+
+ACCOUNTS = [
+    DemoAccount("1100000001", "王芳", "北京市东城区和平里北街8号院3-502", "bj-dongcheng",
+                CustomerClass.RESIDENTIAL, "beijing-residential", "110101000001", False,
+                "13800000001", 210),
+    DemoAccount("1100000002", "李明", "北京市东城区安定门内大街27号2-301", "bj-dongcheng",
+                CustomerClass.RESIDENTIAL, "beijing-residential", "110101000002", False,
+                "13800000002", 330, unpaid_months=2),
+    DemoAccount("3300000001", "陈静", "杭州市西湖区文三路199号6-1202", "hz-xihu",
+                CustomerClass.RESIDENTIAL, "zhejiang-residential", "330106000001", True,
+                "13800000003", 260),
+    DemoAccount("3300000009", "杭州西湖龙井茶业有限公司", "杭州市西湖区龙井路88号", "hz-xihu",
+                CustomerClass.BUSINESS, "zhejiang-business-tou", "330106000009", True,
+                "13800000004", 4200),
+    DemoAccount("1100000005", "张伟", "北京市东城区东四十条22号1-101", "bj-dongcheng",
+                CustomerClass.RESIDENTIAL, "beijing-residential", "110101005678", False,
+                None, 180),
+]
+
+# Demo prices (yuan/kWh); the billing issue ships the real, effective-dated tariffs.
+BEIJING_TIERS = [(Decimal(240), Decimal("0.4883")), (Decimal(400), Decimal("0.5383")),
+                 (None, Decimal("0.7883"))]
+ZHEJIANG_TOU = {"peak": Decimal("0.568"), "valley": Decimal("0.288")}
+ZHEJIANG_INCREMENTS = [(Decimal(2760), Decimal(0)), (Decimal(4800), Decimal("0.05")),
+                       (None, Decimal("0.30"))]
+BUSINESS_TOU = {"peak": Decimal("1.0125"), "flat": Decimal("0.6508"), "valley": Decimal("0.3192")}
+REGISTER_ZH = {"peak": "峰", "flat": "平", "valley": "谷"}
+
+
+def _month_add(first: date, months: int) -> date:
+    index = first.year * 12 + first.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _split(kwh: Decimal, start: Decimal,
+           bands: list[tuple[Decimal | None, Decimal]]) -> list[tuple[int, Decimal, Decimal]]:
+    """Split ``kwh`` used after ``start`` kWh into (tier, kWh, price) by cumulative bands."""
+    parts, lower = [], Decimal(0)
+    for tier, (upper, price) in enumerate(bands, start=1):
+        lo, hi = max(start, lower), start + kwh if upper is None else min(start + kwh, upper)
+        if hi > lo:
+            parts.append((tier, hi - lo, price))
+        lower = upper if upper is not None else lower
+    return parts
+
+
+def _line(seq: int, kwh: Decimal, price: Decimal, text: str, tier: int | None = None,
+          register: str | None = None, kind: LineKind = LineKind.ENERGY) -> BillLine:
+    return BillLine(seq=seq, kind=kind, tier=tier, register=register, kwh=kwh,
+                    unit_price=price, amount_fen=round_to_fen(kwh * price), description=text)
+
+
+def _lines(spec: DemoAccount, regs: dict[str, Decimal], ytd: Decimal) -> list[BillLine]:
+    total = sum(regs.values(), Decimal(0))
+    if spec.tariff == "beijing-residential":
+        return [_line(i, k, p, f"第{t}档电量", tier=t)
+                for i, (t, k, p) in enumerate(_split(total, Decimal(0), BEIJING_TIERS), 1)]
+    prices = ZHEJIANG_TOU if spec.tariff == "zhejiang-residential" else BUSINESS_TOU
+    out = [_line(i, regs[r], prices[r], f"{REGISTER_ZH[r]}段电量", register=r)
+           for i, r in enumerate(prices, 1)]
+    if spec.tariff == "zhejiang-residential":
+        for tier, kwh, inc in _split(total, ytd, ZHEJIANG_INCREMENTS):
+            if inc:
+                out.append(_line(len(out) + 1, kwh, inc, f"第{tier}档加价电量", tier=tier,
+                                 kind=LineKind.TIER_INCREMENT))
+    return out
+
+
+def _registers(spec: DemoAccount, rng: random.Random, month: int) -> dict[str, Decimal]:
+    season = 1.45 if month in (7, 8) else 1.25 if month in (1, 12, 6, 9) else 1.0
+    total = int(spec.base_kwh * season * rng.uniform(0.85, 1.15))
+    if not spec.tou:
+        return {"total": Decimal(total)}
+    if spec.customer_class is CustomerClass.RESIDENTIAL:
+        peak = total * 58 // 100
+        return {"peak": Decimal(peak), "valley": Decimal(total - peak)}
+    peak, flat = total * 40 // 100, total * 35 // 100
+    return {"peak": Decimal(peak), "flat": Decimal(flat), "valley": Decimal(total - peak - flat)}
+
+
+def is_seeded(session: Session) -> bool:
+    return session.scalar(sa.select(District.id).where(District.code == DISTRICTS[0][0])) is not None
+
+
+def seed(session: Session, clock: Clock, today: date) -> None:
+    """Create the demo as of ``today`` (the utility's local date); the caller commits.
+
+    Run it on an empty database (check ``is_seeded`` first).
+    """
+    now = clock.now()
+    districts = {code: District(code=code, name=name) for code, name in DISTRICTS}
+    session.add_all(districts.values())
+    customers: dict[str, Customer] = {}
+    for spec in ACCOUNTS:
+        if spec.phone and spec.phone not in customers:
+            customers[spec.phone] = accounts.register(session, clock, spec.phone, DEMO_PASSWORD)
+            customers[spec.phone].display_name = spec.holder
+    session.flush()
+
+    first_period = _month_add(today.replace(day=1), -MONTHS)
+    for n, spec in enumerate(ACCOUNTS):
+        rng = random.Random(f"dianfei-demo-{spec.account_no}")  # noqa: S311 - demo data
+        account = ElectricityAccount(
+            account_no=spec.account_no, holder_name=spec.holder, address=spec.address,
+            district=districts[spec.district], customer_class=spec.customer_class,
+            tariff_code=spec.tariff, created_at=now)
+        meter = Meter(account=account, meter_no=spec.meter_no, is_tou=spec.tou,
+                      installed_on=_month_add(first_period, -6))
+        session.add_all([account, meter])
+        if spec.phone:
+            session.add(AccountLink(customer=customers[spec.phone], account=account,
+                                    created_at=now))
+        session.flush()
+
+        cumulative = {"total": Decimal(1000 + 1373 * n), "peak": Decimal(600 + 811 * n),
+                      "flat": Decimal(400 + 97 * n), "valley": Decimal(400 + 562 * n)}
+        ytd = Decimal(0)
+        for i in range(MONTHS):
+            start = _month_add(first_period, i)
+            end = _month_add(start, 1) - timedelta(days=1)
+            period = f"{start:%Y-%m}"
+            if start.month == 1:
+                ytd = Decimal(0)
+            regs = _registers(spec, rng, start.month)
+            for r, kwh in regs.items():
+                cumulative[r] += kwh
+            total = sum(regs.values(), Decimal(0))
+            session.add(Reading(
+                meter_id=meter.id, period=period, read_on=end, created_at=now,
+                value_kwh=(sum((cumulative[r] for r in regs), Decimal(0)) if spec.tou
+                           else cumulative["total"]),
+                peak_kwh=cumulative["peak"] if spec.tou else None,
+                flat_kwh=cumulative["flat"] if "flat" in regs else None,
+                valley_kwh=cumulative["valley"] if spec.tou else None,
+                source=ReadingSource.UTILITY, status=ReadingStatus.ACCEPTED))
+            lines = _lines(spec, regs, ytd)
+            ytd += total
+            bill = Bill(
+                account_id=account.id, period=period, period_start=start, period_end=end,
+                kwh=total, peak_kwh=regs.get("peak"), flat_kwh=regs.get("flat"),
+                valley_kwh=regs.get("valley"), tariff_code=spec.tariff,
+                total_fen=sum(line.amount_fen for line in lines),
+                due_date=_month_add(start, 1).replace(day=25), created_at=now, lines=lines)
+            session.add(bill)
+            session.flush()
+            bills.issue(session, clock, bill)
+            if i < MONTHS - spec.unpaid_months:
+                paid_on = _month_add(start, 1).replace(day=18)
+                ledger.post(session, clock, account_id=account.id, bill_id=bill.id,
+                            kind=EntryKind.PAYMENT, amount_fen=-bill.total_fen,
+                            ref=f"demo-payment:{bill.id}", effective_on=paid_on,
+                            memo="demo payment")
+
+
+def describe() -> list[str]:
+    """What the demo prints and the README lists."""
+    lines = [f"Demo sign-ins (password for all: {DEMO_PASSWORD}):"]
+    for spec in ACCOUNTS:
+        if spec.phone:
+            lines.append(f"  {spec.phone}  {spec.holder}  户号 {spec.account_no}  "
+                         f"({spec.customer_class.value}, {spec.tariff})")
+    free = [s for s in ACCOUNTS if s.phone is None]
+    for spec in free:
+        lines.append(f"Unlinked demo account to link after signing up: 户号 {spec.account_no}, "
+                     f"holder {spec.holder}, meter last 4 digits {spec.meter_no[-4:]}")
+    return lines

@@ -1,0 +1,63 @@
+"""Error pages: every failure a person can cause gets a 4xx page that says what to do."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, render_template
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from portal.extensions import db
+from portal.i18n import message_for
+from portal.kernel.errors import DomainError, NotFound
+
+log = logging.getLogger(__name__)
+
+
+def _page(status: int, title: str, message: str) -> tuple[str, int]:
+    return render_template("errors/error.html", status=status, title=title,
+                           message=message), status
+
+
+def handle_domain_error(error: DomainError) -> tuple[str, int]:
+    db.session.rollback()
+    return _page(error.status, _("Not found") if error.status == 404 else _("Please check"),
+                 message_for(error))
+
+
+def handle_csrf(error: CSRFError) -> tuple[str, int]:
+    return _page(400, _("Please try again"),
+                 _("This form has expired or was sent from another page. Go back, reload the "
+                   "page and send it again."))
+
+
+def handle_http(error: HTTPException) -> tuple[str, int]:
+    status = error.code or 500
+    if status == 404:
+        return _page(404, _("Not found"), message_for(NotFound()))
+    if status == 429:
+        return _page(429, _("Too many attempts"),
+                     _("Too many attempts in a short time. Please wait a few minutes and "
+                       "try again."))
+    if status == 413:
+        return _page(413, _("File too large"), _("The upload is too large."))
+    if status == 405:
+        return _page(405, _("Not allowed"), _("This page cannot be used that way."))
+    return _page(status, _("Please check"), _("The request could not be handled. Please go "
+                                               "back and try again."))
+
+
+def handle_unexpected(error: Exception) -> tuple[str, int]:
+    log.exception("unhandled error", exc_info=error)
+    db.session.rollback()
+    return _page(500, _("Sorry"), _("Something went wrong on our side. Nothing was changed; "
+                                    "please try again in a moment."))
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(DomainError, handle_domain_error)
+    app.register_error_handler(CSRFError, handle_csrf)
+    app.register_error_handler(HTTPException, handle_http)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,40 @@
+"""Locale choice: ``?lang=`` (remembered in the session), then Accept-Language, then Chinese.
+
+Flask-Babel looks for catalogs by locale name; the Chinese one must live in ``zh_Hans_CN``
+(Babel's canonical name), or Chinese silently falls back to the English message ids.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, request, session
+
+from portal import context
+from portal.kernel.errors import DomainError
+from portal.messages import GENERIC, MESSAGES
+
+LOCALES = {"zh": "zh_Hans_CN", "en": "en"}
+HTML_LANG = {"zh_Hans_CN": "zh-CN", "en": "en"}
+
+
+def select_locale() -> str:
+    chosen = session.get("lang")
+    if chosen in LOCALES.values():
+        return chosen
+    default = context.settings().default_locale
+    match = request.accept_languages.best_match(list(LOCALES), default=None)
+    return LOCALES[match] if match else default
+
+
+def remember_lang_choice() -> None:
+    lang = request.args.get("lang", "")
+    if lang in LOCALES:
+        session["lang"] = LOCALES[lang]
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(remember_lang_choice)
+
+
+def message_for(error: DomainError) -> str:
+    """A sentence a person can act on, in the request's language, for a domain error's code."""
+    return str(MESSAGES.get(error.code, GENERIC))

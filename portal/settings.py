@@ -1,0 +1,70 @@
+"""Typed settings, built once from ``DIANFEI_*`` environment variables.
+
+``DIANFEI_ENV=production`` refuses to start without a real secret key and a server database, and
+says what is missing. Nothing here is read at import time: ``Settings()`` reads the environment
+when ``create_app`` (or a test) builds it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = ROOT / "instance"
+MIN_SECRET_LENGTH = 32
+
+
+class SettingsError(RuntimeError):
+    """The settings cannot run the portal; the message lists what to set."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DIANFEI_", extra="ignore", frozen=True)
+
+    env: Literal["development", "production", "test"] = "development"
+    secret_key: SecretStr | None = None
+    database_url: str = f"sqlite:///{INSTANCE / 'dianfei.sqlite'}"
+    broker_url: str = f"sqla+sqlite:///{INSTANCE / 'celery-broker.sqlite'}"
+    ratelimit_storage_url: str = "memory://"
+    login_rate_limit: str = "10 per minute;50 per hour"
+    link_rate_limit: str = "20 per hour"
+    timezone: str = "Asia/Shanghai"
+    default_locale: Literal["zh_Hans_CN", "en"] = "zh_Hans_CN"
+    session_cookie_secure: bool | None = None  # default: on in production
+    session_minutes: int = Field(default=120, ge=5, le=24 * 60)
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=5)  # reverse proxies in front of us
+    celery_always_eager: bool = False
+
+    @model_validator(mode="after")
+    def _production_is_complete(self) -> Settings:
+        if self.env != "production":
+            return self
+        missing = []
+        key = self.secret_key.get_secret_value() if self.secret_key else ""
+        if len(key) < MIN_SECRET_LENGTH:
+            missing.append(f"DIANFEI_SECRET_KEY (a random string of at least "
+                           f"{MIN_SECRET_LENGTH} characters)")
+        if self.database_url.startswith("sqlite"):
+            missing.append("DIANFEI_DATABASE_URL (a PostgreSQL URL, not SQLite)")
+        if self.broker_url.startswith("sqla+"):
+            missing.append("DIANFEI_BROKER_URL (a Redis URL, not the embedded SQLite broker)")
+        if self.ratelimit_storage_url.startswith("memory"):
+            missing.append("DIANFEI_RATELIMIT_STORAGE_URL (Redis, shared by every web process)")
+        if missing:
+            raise SettingsError("production mode refuses to start; set " + "; ".join(missing))
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def cookie_secure(self) -> bool:
+        if self.session_cookie_secure is not None:
+            return self.session_cookie_secure
+        return self.env == "production"

@@ -1,0 +1,44 @@
+"""Celery tasks of the portal itself. Each takes ids or nothing, and is safe to run twice."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+from celery import shared_task
+from flask import current_app
+
+from portal import context
+from portal.celery_app import sqlite_broker_path
+from portal.extensions import db
+from portal.kernel import outbox
+
+# Topic -> handler. Later issues add their topics (billing posting, notifications) here.
+OUTBOX_HANDLERS_KEY = "dianfei.outbox_handlers"
+
+
+@shared_task(name="portal.tasks.dispatch_outbox")
+def dispatch_outbox() -> int:
+    handlers = current_app.extensions.get(OUTBOX_HANDLERS_KEY, {})
+    return outbox.dispatch(db.session, context.clock(), handlers)
+
+
+@shared_task(name="portal.tasks.purge_broker_messages")
+def purge_broker_messages(older_than_hours: int = 24) -> int:
+    """kombu's SQLAlchemy transport keeps consumed messages in its table; delete old ones."""
+    path = sqlite_broker_path(context.settings().broker_url)
+    if path is None or not path.exists():
+        return 0
+    # kombu stamps rows with the machine's local naive time (datetime.now())
+    cutoff = (context.clock().now() - timedelta(hours=older_than_hours)).astimezone()
+    cutoff = cutoff.replace(tzinfo=None)
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(
+                sa.text("DELETE FROM kombu_message WHERE visible = 0 AND timestamp < :cutoff"),
+                {"cutoff": cutoff},
+            )
+            return result.rowcount
+    finally:
+        engine.dispose()

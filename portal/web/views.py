@@ -1,0 +1,191 @@
+"""Customer web views: sign-up, sign-in, linking accounts, bills and usage."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import (Blueprint, flash, redirect, render_template, request, session,
+                   url_for)
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import current_user, login_required, login_user, logout_user
+
+from portal import context
+from portal.accounts import service as accounts
+from portal.accounts.models import Customer
+from portal.bills import service as bills
+from portal.extensions import db, limiter, login_manager
+from portal.i18n import message_for
+from portal.kernel.errors import DomainError, NotFound
+from portal.ledger import service as ledger
+from portal.web.forms import LinkAccountForm, LoginForm, SignupForm
+
+bp = Blueprint("web", __name__)
+
+login_manager.login_view = "web.login"
+login_manager.login_message = None
+login_manager.session_protection = "strong"
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> Customer | None:
+    kind, _sep, raw = user_id.partition(":")
+    if kind != "c" or not raw.isdigit():
+        return None
+    customer = db.session.get(Customer, int(raw))
+    return customer if customer is not None and customer.is_active else None
+
+
+def _login_limit() -> str:
+    return context.settings().login_rate_limit
+
+
+def _login_phone_key() -> str:
+    return "login-phone:" + accounts.normalise_phone(request.form.get("phone", ""))[:20]
+
+
+def _failed(response: object) -> bool:
+    return getattr(response, "status_code", 200) != 302
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths: ``//evil.example`` and ``https://...`` go to the dashboard."""
+    if target:
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and target.startswith("/"):
+            return target
+    return url_for("web.dashboard")
+
+
+def _sign_in(customer: Customer) -> None:
+    lang = session.get("lang")
+    session.clear()  # no pre-login session data survives sign-in (fixation)
+    if lang:
+        session["lang"] = lang
+    session.permanent = True
+    login_user(customer)
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    if current_user.is_authenticated:
+        return redirect(url_for("web.dashboard"))
+    return redirect(url_for("web.login"))
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"], deduct_when=_failed)
+def signup() -> ResponseReturnValue:
+    form = SignupForm()
+    if form.validate_on_submit():
+        try:
+            customer = accounts.register(db.session, context.clock(), form.phone.data,
+                                         form.password.data)
+        except accounts.PhoneTaken as exc:
+            db.session.rollback()
+            form.phone.errors.append(message_for(exc))
+        else:
+            db.session.commit()
+            _sign_in(customer)
+            flash(_("Welcome! Link your electricity account to see its bills."), "success")
+            return redirect(url_for("web.link_account"))
+    return render_template("web/signup.html", form=form), 400 if form.errors else 200
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"], deduct_when=_failed)
+@limiter.limit(_login_limit, methods=["POST"], key_func=_login_phone_key, deduct_when=_failed)
+def login() -> ResponseReturnValue:
+    form = LoginForm()
+    if form.validate_on_submit():
+        customer = accounts.authenticate(db.session, context.clock(), form.phone.data,
+                                         form.password.data)
+        if customer is not None:
+            db.session.commit()
+            _sign_in(customer)
+            return redirect(_safe_next(request.args.get("next")))
+        form.password.errors.append(_("The mobile number or password is wrong."))
+    return render_template("web/login.html", form=form), 400 if form.errors else 200
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    logout_user()
+    session.clear()
+    return redirect(url_for("web.login"))
+
+
+@bp.get("/dashboard")
+@login_required
+def dashboard() -> ResponseReturnValue:
+    linked = accounts.linked_accounts(db.session, current_user.id)
+    owed = ledger.owed_by_account(db.session, [a.id for a in linked])
+    today = context.today()
+    latest = {a.id: bills.summaries(db.session, bills.account_bills(db.session, a.id, 1), today)
+              for a in linked}
+    return render_template("web/dashboard.html", accounts=linked, owed=owed, latest=latest)
+
+
+@bp.route("/accounts/link", methods=["GET", "POST"])
+@login_required
+@limiter.limit(lambda: context.settings().link_rate_limit, methods=["POST"],
+               key_func=lambda: f"link:{current_user.id}", deduct_when=_failed)
+def link_account() -> ResponseReturnValue:
+    form = LinkAccountForm()
+    if form.validate_on_submit():
+        try:
+            link = accounts.link_account(db.session, context.clock(), current_user,
+                                         form.account_no.data, form.holder_name.data,
+                                         form.meter_last4.data)
+        except DomainError as exc:
+            db.session.rollback()
+            form.form_errors.append(message_for(exc))
+        else:
+            db.session.commit()
+            flash(_("Account %(no)s is linked.", no=link.account.account_no), "success")
+            return redirect(url_for("web.account_bills", account_id=link.account_id))
+    return render_template("web/link_account.html", form=form), 400 if form.errors else 200
+
+
+@bp.get("/accounts/<int:account_id>/bills")
+@login_required
+def account_bills(account_id: int) -> ResponseReturnValue:
+    account = accounts.owned_account(db.session, current_user.id, account_id)
+    rows = bills.summaries(db.session, bills.account_bills(db.session, account.id),
+                           context.today())
+    owed = ledger.owed_by_account(db.session, [account.id])[account.id]
+    return render_template("web/bills.html", account=account, rows=rows, owed=owed)
+
+
+@bp.get("/bills/<int:bill_id>")
+@login_required
+def bill_detail(bill_id: int) -> ResponseReturnValue:
+    bill = bills.bill_with_lines(db.session, bill_id)
+    if bill is None or not accounts.is_linked(db.session, current_user.id, bill.account_id):
+        raise NotFound()
+    (summary,) = bills.summaries(db.session, [bill], context.today())
+    return render_template("web/bill.html", bill=bill, summary=summary, account=bill.account)
+
+
+@bp.get("/accounts/<int:account_id>/usage")
+@login_required
+def usage(account_id: int) -> ResponseReturnValue:
+    account = accounts.owned_account(db.session, current_user.id, account_id)
+    points = bills.usage_history(db.session, account.id, months=24)
+    series = {
+        "periods": [p.period for p in points],
+        "kwh": [str(p.kwh) for p in points],
+        "peak": [str(p.peak_kwh) if p.peak_kwh is not None else None for p in points],
+        "flat": [str(p.flat_kwh) if p.flat_kwh is not None else None for p in points],
+        "valley": [str(p.valley_kwh) if p.valley_kwh is not None else None for p in points],
+        "total_fen": [p.total_fen for p in points],
+    }
+    return render_template("web/usage.html", account=account, points=points, series=series)
+
+
+@bp.get("/healthz")
+@limiter.exempt
+def healthz() -> ResponseReturnValue:
+    return {"status": "ok"}
+
+

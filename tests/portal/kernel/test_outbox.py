@@ -1,0 +1,81 @@
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from portal.kernel import outbox
+from portal.kernel.outbox import OutboxMessage, OutboxStatus, PermanentFailure
+
+
+def _rows(session):
+    return list(session.scalars(sa.select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+def test_enqueue_is_deduplicated(session, clock) -> None:
+    assert outbox.enqueue(session, clock, "t", {"a": 1}, "k1")
+    assert not outbox.enqueue(session, clock, "t", {"a": 2}, "k1")
+    session.commit()
+    [row] = _rows(session)
+    assert row.payload == {"a": 1}
+
+
+def test_enqueue_rolls_back_with_its_cause(session, clock) -> None:
+    outbox.enqueue(session, clock, "t", {}, "k-rolled-back")
+    session.rollback()
+    assert _rows(session) == []
+
+
+def test_dispatch_delivers_once(session, clock) -> None:
+    delivered = []
+    outbox.enqueue(session, clock, "greet", {"to": "x"}, "k1")
+    session.commit()
+    assert outbox.dispatch(session, clock, {"greet": delivered.append}) == 1
+    assert outbox.dispatch(session, clock, {"greet": delivered.append}) == 0
+    assert delivered == [{"to": "x"}]
+    [row] = _rows(session)
+    assert row.status is OutboxStatus.SENT and row.sent_at == clock.now()
+
+
+def test_transient_failure_backs_off_then_succeeds(session, clock) -> None:
+    calls = []
+
+    def flaky(payload):
+        calls.append(payload)
+        if len(calls) == 1:
+            raise ConnectionError("gateway down")
+
+    outbox.enqueue(session, clock, "t", {}, "k1")
+    session.commit()
+    assert outbox.dispatch(session, clock, {"t": flaky}) == 0
+    [row] = _rows(session)
+    assert row.status is OutboxStatus.PENDING and row.attempts == 1
+    assert "gateway down" in row.last_error
+    assert outbox.dispatch(session, clock, {"t": flaky}) == 0  # not due yet
+    clock.advance(outbox.backoff(1))
+    assert outbox.dispatch(session, clock, {"t": flaky}) == 1
+    assert len(calls) == 2
+
+
+def test_permanent_failure_and_exhaustion_go_dead(session, clock) -> None:
+    def rejected(payload):
+        raise PermanentFailure("template missing")
+
+    def down(payload):
+        raise TimeoutError("still down")
+
+    outbox.enqueue(session, clock, "rejected", {}, "k1")
+    outbox.enqueue(session, clock, "down", {}, "k2")
+    outbox.enqueue(session, clock, "nobody-listens", {}, "k3")
+    session.commit()
+    for _ in range(outbox.MAX_ATTEMPTS):
+        outbox.dispatch(session, clock, {"rejected": rejected, "down": down})
+        clock.advance(timedelta(days=1))
+    by_key = {r.dedup_key: r for r in _rows(session)}
+    assert by_key["k1"].status is OutboxStatus.DEAD and by_key["k1"].attempts == 1
+    assert by_key["k2"].status is OutboxStatus.DEAD
+    assert by_key["k2"].attempts == outbox.MAX_ATTEMPTS
+    assert by_key["k3"].status is OutboxStatus.DEAD
+    assert "no handler" in by_key["k3"].last_error
+
+
+def test_backoff_doubles() -> None:
+    assert [outbox.backoff(n).total_seconds() for n in (1, 2, 3)] == [30, 60, 120]
