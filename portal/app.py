@@ -9,7 +9,8 @@ from datetime import timedelta
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from portal import cli, context, errors, i18n, models, templating
+import portal.models  # noqa: F401  (every table is mapped before the database is touched)
+from portal import cli, context, errors, i18n, templating, urls
 from portal.celery_app import celery_init_app
 from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
 from portal.kernel.clock import Clock, SystemClock
@@ -19,7 +20,6 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> Flask:
-    assert models.__all__  # every table is mapped before anything touches the database
     settings = settings or Settings()
     app = Flask(
         "portal",
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     i18n.init_app(app)
     templating.init_app(app)
     errors.init_app(app)
+    urls.init_app(app)
     celery_init_app(app)
     cli.init_app(app)
 

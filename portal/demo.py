@@ -16,8 +16,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.accounts import service as accounts
-from portal.accounts.models import (AccountLink, Customer, CustomerClass, District,
-                                    ElectricityAccount, Meter)
+from portal.accounts.models import (
+    AccountLink,
+    Customer,
+    CustomerClass,
+    District,
+    ElectricityAccount,
+    Meter,
+)
 from portal.bills import service as bills
 from portal.bills.models import Bill, BillLine, LineKind
 from portal.kernel.clock import Clock
@@ -127,7 +133,8 @@ def _registers(spec: DemoAccount, rng: random.Random, month: int) -> dict[str, D
 
 
 def is_seeded(session: Session) -> bool:
-    return session.scalar(sa.select(District.id).where(District.code == DISTRICTS[0][0])) is not None
+    first = sa.select(District.id).where(District.code == DISTRICTS[0][0])
+    return session.scalar(first) is not None
 
 
 def seed(session: Session, clock: Clock, today: date) -> None:

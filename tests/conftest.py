@@ -187,7 +187,8 @@ def session(app: Flask) -> Iterator[sa.orm.Session]:
 
 @pytest.fixture
 def demo(app: Flask, clock: FrozenClock) -> None:
-    from portal import context, demo as demo_data
+    from portal import context
+    from portal import demo as demo_data
 
     with app.app_context():
         demo_data.seed(db.session, clock, context.today())
@@ -202,3 +203,17 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def web(app: Flask) -> FormClient:
     return FormClient(app.test_client())
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashing() -> Iterator[None]:
+    """Argon2 with production cost takes ~0.1 s a hash; tests hash hundreds of times. The
+    algorithm and code path stay the same, only the cost parameters are lowered."""
+    from argon2 import PasswordHasher
+
+    from portal.accounts import service
+
+    original = service._hasher
+    service._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    service._hasher = original

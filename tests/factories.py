@@ -25,12 +25,13 @@ def account(session: Session, clock: Clock, account_no: str = "9900000001",
 
 
 def bill(session: Session, clock: Clock, acct: ElectricityAccount, period: str = "2026-11",
-         amounts: tuple[int, ...] = (11719, 5329), due: date = date(2026, 12, 25)) -> Bill:
+         amounts: tuple[int, ...] = (11719, 5329), due: date = date(2026, 12, 25),
+         version: int = 1) -> Bill:
     year, month = map(int, period.split("-"))
     lines = [BillLine(seq=i, kind=LineKind.ENERGY, tier=i, kwh=Decimal(100),
                       unit_price=Decimal("0.5"), amount_fen=a, description=f"tier {i}")
              for i, a in enumerate(amounts, 1)]
-    b = Bill(account_id=acct.id, period=period, period_start=date(year, month, 1),
+    b = Bill(account_id=acct.id, period=period, version=version, period_start=date(year, month, 1),
              period_end=date(year, month, 28), kwh=Decimal(100 * len(amounts)),
              tariff_code=acct.tariff_code, total_fen=sum(amounts), due_date=due,
              created_at=clock.now(), lines=lines)

@@ -4,6 +4,7 @@ token from the form and posts with it."""
 from __future__ import annotations
 
 import re
+from html import unescape
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -23,7 +24,7 @@ def text_of(response: TestResponse) -> str:
     """The page's visible text, for asserting what a person would read."""
     html = response.get_data(as_text=True)
     html = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", html, flags=re.S)
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).strip()
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html))).strip()
 
 
 class FormClient:

@@ -1,4 +1,5 @@
-"""Bills and their lines. A bill's lifecycle is stored; whether it is paid derives from the ledger."""
+"""Bills and their lines. A bill's lifecycle is stored; whether it is paid derives from the
+ledger."""
 
 from __future__ import annotations
 

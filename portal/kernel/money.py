@@ -44,7 +44,7 @@ def parse_yuan(text: str) -> int:
 
 
 def fen_to_yuan_str(fen: int) -> str:
-    """Fen as a plain yuan string with two decimals, as channels want it: ``1234`` -> ``"12.34"``."""
+    """Fen as a plain yuan string with two decimals, as channels want them: 1234 -> "12.34"."""
     if not isinstance(fen, int) or isinstance(fen, bool):
         raise TypeError(f"fen must be int, not {type(fen).__name__}")
     sign = "-" if fen < 0 else ""

@@ -15,10 +15,14 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.kernel.errors import Conflict
+
 S = TypeVar("S", bound=enum.Enum)
 
 
-class IllegalTransition(Exception):
+class IllegalTransition(Conflict):
+    """The row is not in a state that allows this move (often: someone else moved it first)."""
+
     def __init__(self, machine: str, source: enum.Enum, target: enum.Enum) -> None:
         super().__init__(f"{machine}: {source.value} -> {target.value} is not an allowed move")
         self.source, self.target = source, target

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import (Blueprint, flash, redirect, render_template, request, session,
-                   url_for)
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
@@ -147,7 +146,7 @@ def link_account() -> ResponseReturnValue:
     return render_template("web/link_account.html", form=form), 400 if form.errors else 200
 
 
-@bp.get("/accounts/<int:account_id>/bills")
+@bp.get("/accounts/<id:account_id>/bills")
 @login_required
 def account_bills(account_id: int) -> ResponseReturnValue:
     account = accounts.owned_account(db.session, current_user.id, account_id)
@@ -157,7 +156,7 @@ def account_bills(account_id: int) -> ResponseReturnValue:
     return render_template("web/bills.html", account=account, rows=rows, owed=owed)
 
 
-@bp.get("/bills/<int:bill_id>")
+@bp.get("/bills/<id:bill_id>")
 @login_required
 def bill_detail(bill_id: int) -> ResponseReturnValue:
     bill = bills.bill_with_lines(db.session, bill_id)
@@ -167,7 +166,7 @@ def bill_detail(bill_id: int) -> ResponseReturnValue:
     return render_template("web/bill.html", bill=bill, summary=summary, account=bill.account)
 
 
-@bp.get("/accounts/<int:account_id>/usage")
+@bp.get("/accounts/<id:account_id>/usage")
 @login_required
 def usage(account_id: int) -> ResponseReturnValue:
     account = accounts.owned_account(db.session, current_user.id, account_id)

@@ -4,8 +4,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portal.kernel.money import (MoneyFormatError, fen_to_yuan_str, format_yuan, parse_yuan,
-                                 round_to_fen)
+from portal.kernel.money import (
+    MoneyFormatError,
+    fen_to_yuan_str,
+    format_yuan,
+    parse_yuan,
+    round_to_fen,
+)
 
 
 @pytest.mark.parametrize(("yuan", "fen"), [

@@ -1,0 +1,96 @@
+from datetime import date
+
+import pytest
+import sqlalchemy as sa
+
+from portal.bills import service as bills
+from portal.bills.models import Bill, BillStatus
+from portal.bills.service import PaymentState
+from portal.kernel.errors import Conflict
+from portal.ledger import service as ledger
+from portal.ledger.models import EntryKind, LedgerEntry
+from tests import factories
+
+
+@pytest.fixture
+def issued(session, clock):
+    account = factories.account(session, clock)
+    bill = factories.bill(session, clock, account, amounts=(11719, 5329), due=date(2026, 12, 25))
+    bills.issue(session, clock, bill)
+    session.commit()
+    return bill
+
+
+def _pay(session, clock, bill, fen, ref):
+    ledger.post(session, clock, account_id=bill.account_id, bill_id=bill.id,
+                kind=EntryKind.PAYMENT, amount_fen=-fen, ref=ref,
+                effective_on=date(2026, 12, 10))
+
+
+def test_issue_charges_the_ledger_once(session, clock, issued) -> None:
+    assert issued.status is BillStatus.ISSUED and issued.issued_at == clock.now()
+    with pytest.raises(Conflict):
+        bills.issue(session, clock, issued)
+    session.rollback()
+    charges = session.scalars(sa.select(LedgerEntry.amount_fen)
+                              .where(LedgerEntry.kind == EntryKind.CHARGE)).all()
+    assert charges == [17048]
+
+
+@pytest.mark.parametrize(("paid", "today", "state"), [
+    (0, date(2026, 12, 25), PaymentState.UNPAID),          # due date itself is not late
+    (0, date(2026, 12, 26), PaymentState.OVERDUE),
+    (5000, date(2026, 12, 20), PaymentState.PARTIALLY_PAID),
+    (5000, date(2026, 12, 26), PaymentState.OVERDUE),
+    (17048, date(2027, 3, 1), PaymentState.PAID),
+    (20000, date(2026, 12, 1), PaymentState.PAID),
+])
+def test_state_derives_from_the_ledger(session, clock, issued, paid, today, state) -> None:
+    if paid:
+        _pay(session, clock, issued, paid, "p1")
+    [summary] = bills.summaries(session, [issued], today)
+    assert summary.state is state
+    assert summary.owed_fen == 17048 - paid
+
+
+def test_bill_in_review_is_not_charged(session, clock) -> None:
+    account = factories.account(session, clock)
+    bill = factories.bill(session, clock, account)
+    from portal.bills.models import BILL_MACHINE
+    BILL_MACHINE.move(session, Bill, bill.id, BillStatus.DRAFT, BillStatus.PENDING_REVIEW)
+    session.commit()
+    session.refresh(bill)
+    [summary] = bills.summaries(session, [bill], date(2026, 12, 1))
+    assert summary.state is PaymentState.IN_REVIEW
+    assert ledger.owed_by_account(session, [account.id]) == {account.id: 0}
+
+
+def test_overpayment_is_prepaid_balance(session, clock, issued) -> None:
+    _pay(session, clock, issued, 17048, "p1")
+    ledger.post(session, clock, account_id=issued.account_id, kind=EntryKind.PAYMENT,
+                amount_fen=-1000, ref="topup", effective_on=date(2026, 12, 10))
+    assert ledger.owed_by_account(session, [issued.account_id]) == {issued.account_id: -1000}
+
+
+def test_newest_version_wins_and_usage_is_oldest_first(session, clock) -> None:
+    account = factories.account(session, clock)
+    for period in ("2026-09", "2026-10", "2026-11"):
+        bills.issue(session, clock, factories.bill(session, clock, account, period=period))
+    corrected = factories.bill(session, clock, account, period="2026-10", amounts=(100,),
+                               version=2)
+    bills.issue(session, clock, corrected)
+    session.commit()
+    listed = bills.account_bills(session, account.id)
+    assert [(b.period, b.version) for b in listed] == [("2026-11", 1), ("2026-10", 2),
+                                                      ("2026-09", 1)]
+    usage = bills.usage_history(session, account.id, months=2)
+    assert [(p.period, p.total_fen) for p in usage] == [("2026-10", 100), ("2026-11", 17048)]
+
+
+def test_demo_seed_bills_add_up(session, clock, demo) -> None:
+    all_bills = session.scalars(sa.select(Bill)).all()
+    assert len(all_bills) == 5 * 24
+    for bill in all_bills:
+        assert bill.total_fen == sum(line.amount_fen for line in bill.lines)
+        assert bill.kwh == sum((line.kwh for line in bill.lines
+                                if line.kind.value == "energy"), 0)
