@@ -14,6 +14,7 @@ from portal import cli, context, errors, i18n, templating, urls
 from portal.celery_app import celery_init_app
 from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
 from portal.kernel.clock import Clock, SystemClock
+from portal.kernel.db import use_real_sqlite_transactions
 from portal.settings import INSTANCE, ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                                 x_proto=settings.trusted_proxy_hops)
 
     db.init_app(app)
+    with app.app_context():
+        use_real_sqlite_transactions(db.engine)
     migrate.init_app(app, db, directory=str(ROOT / "portal" / "migrations"),
                      render_as_batch=True, compare_type=True)
     csrf.init_app(app)

@@ -1,13 +1,13 @@
 """The Celery app, configured from settings, and the one beat schedule.
 
-Embedded default: kombu's SQLAlchemy transport on a SQLite file in WAL mode (no server to
-install). Production: Redis, when ``DIANFEI_BROKER_URL`` says so. Tasks run inside an app
-context, take ids, and are acknowledged late so a killed worker's task runs again.
+Embedded default: kombu's SQLAlchemy transport on a SQLite file (no server to install); the
+connect hook in ``portal.kernel.db`` puts it in WAL mode like the portal's own database.
+Production: Redis, when ``DIANFEI_BROKER_URL`` says so. Tasks run inside an app context, take
+ids, and are acknowledged late so a killed worker's task runs again.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,17 +28,6 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 def sqlite_broker_path(broker_url: str) -> Path | None:
     prefix = "sqla+sqlite:///"
     return Path(broker_url[len(prefix):]) if broker_url.startswith(prefix) else None
-
-
-def prepare_embedded_broker(broker_url: str) -> None:
-    """Put the embedded broker's SQLite file in WAL mode (it persists in the file), so the web
-    process, the worker and beat can write to it at once. Run by the serve and test commands."""
-    path = sqlite_broker_path(broker_url)
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA journal_mode=WAL")
 
 
 def celery_init_app(app: Flask) -> Celery:

@@ -17,7 +17,7 @@ HTML_LANG = {"zh_Hans_CN": "zh-CN", "en": "en"}
 
 
 def select_locale() -> str:
-    chosen = session.get("lang")
+    chosen = LOCALES.get(request.args.get("lang", ""), session.get("lang"))
     if chosen in LOCALES.values():
         return chosen
     default = context.settings().default_locale

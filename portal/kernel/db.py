@@ -6,6 +6,7 @@ Flask-free: payments, billing and notification code import this, never Flask-SQL
 from __future__ import annotations
 
 import enum
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -72,13 +73,32 @@ def utcnow() -> datetime:
 
 @sa.event.listens_for(sa.engine.Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
-    """SQLite: enforce foreign keys, wait for locks instead of failing, and use WAL so the web
-    process, the worker and beat can share the embedded database file."""
-    import sqlite3
-
+    """Every SQLite file we open (the portal's and the embedded broker's): enforce foreign keys,
+    wait for locks instead of failing, and use WAL so web, worker and beat can share it."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
+
+
+def use_real_sqlite_transactions(engine: sa.Engine) -> None:
+    """Let SQLAlchemy, not pysqlite, begin transactions on the portal's SQLite engine.
+
+    pysqlite defers BEGIN to the first write, which breaks SAVEPOINT (a rolled-back savepoint's
+    rows could still be committed). SQLAlchemy's documented recipe turns that off; we begin with
+    ``BEGIN IMMEDIATE`` (as Rails does for SQLite) so a transaction that reads and then writes
+    waits for the lock instead of failing with "database is locked" when another process wrote
+    in between. The embedded broker's engine belongs to kombu and is left alone.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+
+    @sa.event.listens_for(engine, "connect")
+    def _autocommit_driver(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin_immediate(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -3,6 +3,7 @@ over Redis (``redis`` tier). Tasks run in the app context and see the same datab
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from celery.contrib.testing.worker import start_worker
 from flask import Flask
 
 from portal.app import create_app
-from portal.celery_app import prepare_embedded_broker, sqlite_broker_path
+from portal.celery_app import sqlite_broker_path
 from portal.extensions import db
 from portal.kernel import outbox
 from portal.kernel.outbox import OutboxMessage, OutboxStatus
@@ -60,9 +61,11 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
 
 def test_worker_over_embedded_sqlite_broker(sqlite_url: str, tmp_path: Path, clock) -> None:
     broker = f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}"
-    prepare_embedded_broker(broker)
     app = _worker_app(sqlite_url, broker, clock)
     assert _deliver_through_worker(app, clock) == [{"to": "13800000001"}]
+    # web, worker and beat share the broker file: it must be in WAL mode
+    with sqlite3.connect(tmp_path / "broker.sqlite") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 @pytest.mark.redis
@@ -74,22 +77,10 @@ def test_worker_over_redis(sqlite_url: str, clock) -> None:
     assert _deliver_through_worker(app, clock) == [{"to": "13800000001"}]
 
 
-def test_embedded_broker_is_put_in_wal_mode(tmp_path: Path) -> None:
-    import sqlite3
-
-    broker = f"sqla+sqlite:///{tmp_path / 'b' / 'broker.sqlite'}"
-    prepare_embedded_broker(broker)
-    path = sqlite_broker_path(broker)
-    assert path is not None
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    prepare_embedded_broker("redis://localhost:6379/0")  # nothing to prepare for Redis
-
-
 @pytest.fixture
 def broker_app(sqlite_url: str, tmp_path: Path, clock) -> Iterator[tuple[Flask, Path]]:
     broker = f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}"
-    prepare_embedded_broker(broker)
+    assert sqlite_broker_path(broker) == tmp_path / "broker.sqlite"
     yield create_app(_settings(sqlite_url, broker_url=broker), clock=clock), tmp_path
 
 

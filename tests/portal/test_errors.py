@@ -1,0 +1,56 @@
+"""Failures a person can cause get a page that says what to do; ours say sorry, change nothing."""
+
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from portal.accounts.models import Customer
+from portal.extensions import db
+from portal.templating import format_kwh, format_price
+from tests.helpers import text_of
+
+
+def test_unexpected_error_is_a_friendly_500_and_rolls_back(app, clock) -> None:
+    from portal.accounts import service as accounts
+
+    @app.get("/boom")
+    def boom():  # type: ignore[no-untyped-def]
+        accounts.register(db.session, clock, "13700000000", "half-written")
+        raise RuntimeError("bug")
+
+    response = app.test_client().get("/boom?lang=en")
+    assert response.status_code == 500
+    assert "Nothing was changed" in text_of(response)
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Customer)) == 0
+
+
+def test_oversized_request_is_413(client) -> None:
+    response = client.post("/login?lang=en", data={"phone": "1" * (11 * 1024 * 1024)})
+    assert response.status_code == 413
+    assert "too large" in text_of(response)
+
+
+def test_wrong_method_is_405_with_words(client) -> None:
+    response = client.put("/login?lang=en")
+    assert response.status_code == 405
+    assert "cannot be used that way" in text_of(response)
+
+
+def test_other_http_errors_get_a_generic_page(app) -> None:
+    from werkzeug.exceptions import Gone
+
+    @app.get("/gone")
+    def gone():  # type: ignore[no-untyped-def]
+        raise Gone()
+
+    response = app.test_client().get("/gone?lang=en")
+    assert response.status_code == 410
+    assert "could not be handled" in text_of(response)
+
+
+def test_number_formats() -> None:
+    assert format_kwh(None) == "-" and format_price(None) == "-"
+    assert format_kwh(Decimal("1234.00")) == "1,234"
+    assert format_kwh(Decimal("12.5")) == "12.50"
+    assert format_price(Decimal("0.48830")) == "0.4883"
