@@ -22,6 +22,7 @@ demo: install $(ENVFILE)
 
 test: install-test
 	ruff check .
+	mypy
 	pytest --cov --cov-report=term:skip-covered $(COVERAGE_GATE) $(PYTEST_ARGS)
 
 install: $(VENV)/.installed-runtime

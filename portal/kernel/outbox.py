@@ -73,7 +73,7 @@ def enqueue(session: Session, clock: Clock, topic: str, payload: dict[str, Any],
 
 def backoff(attempts: int) -> timedelta:
     """Delay before attempt ``attempts + 1``: 30 s, 1 min, 2 min ... doubling."""
-    return BACKOFF_BASE * (2 ** max(attempts - 1, 0))
+    return BACKOFF_BASE * int(2 ** max(attempts - 1, 0))
 
 
 def dispatch(session: Session, clock: Clock, handlers: Mapping[str, Handler],

@@ -56,13 +56,13 @@ class StateMachine(Generic[S]):
         """
         self.check(source, target)
         column = getattr(model, status_attr)
-        result = session.execute(
+        result: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
             sa.update(model)
             .where(model.id == row_id, column == source)
             .values({status_attr: target, **values})
             .execution_options(synchronize_session=False)
         )
-        return result.rowcount == 1  # type: ignore[attr-defined]
+        return result.rowcount == 1
 
     def mermaid(self) -> str:
         lines = ["stateDiagram-v2", f"    [*] --> {self.initial.value}"]

@@ -52,6 +52,11 @@ def page(live_url: str):  # type: ignore[no-untyped-def]
         context_ = browser.new_context(locale="zh-CN", viewport={"width": 1100, "height": 900})
         page = context_.new_page()
         page.set_default_timeout(15_000)
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
         yield page
+        # a script error or a content-policy violation would break the page for real people
+        assert problems == []
         context_.close()
         browser.close()

@@ -55,3 +55,23 @@ def test_english_by_choice(page, live_url) -> None:
     page.wait_for_url(re.compile(r"/dashboard$"))
     assert page.locator("section.account").count() == 1
     assert page.get_by_text("Amount due").is_visible()
+
+
+def test_phone_sized_screen(page, live_url) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{live_url}/login")
+    page.get_by_label("手机号").fill("13800000003")
+    page.get_by_label("密码").fill("dianfei-demo")
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url(re.compile(r"/dashboard$"))
+    page.get_by_role("link", name="用电历史").click()
+    page.locator("#usage-chart[data-rendered='24']").wait_for()
+    # peak and valley registers are stacked for a time-of-use meter
+    names = page.evaluate(
+        "() => echarts.getInstanceByDom(document.getElementById('usage-chart'))"
+        ".getOption().series.map(s => s.name)")
+    assert names == ["峰", "谷", "金额（元）"]
+    no_sideways_scroll = page.evaluate(
+        "() => document.documentElement.scrollWidth <= window.innerWidth")
+    assert no_sideways_scroll
+    page.screenshot(path=str(ARTIFACTS / "phone-usage.png"), full_page=False)

@@ -23,8 +23,8 @@
   var chart = echarts.init(el, null, { renderer: "canvas" });
   chart.setOption({
     tooltip: { trigger: "axis" },
-    legend: { top: 0 },
-    grid: { left: 48, right: 56, bottom: 40, top: 40 },
+    legend: { bottom: 0 },
+    grid: { left: 48, right: 56, bottom: 64, top: 40 },
     xAxis: { type: "category", data: data.periods },
     yAxis: [{ type: "value", name: labels.kwh }, { type: "value", name: labels.amount }],
     series: series,

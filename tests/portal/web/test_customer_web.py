@@ -214,3 +214,14 @@ def test_session_cookie_is_http_only_and_same_site(web) -> None:
 
 def test_health(client) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
+
+
+def test_pages_carry_security_headers(web, demo) -> None:
+    anonymous = web.get("/login")
+    assert anonymous.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in anonymous.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in anonymous.headers["Content-Security-Policy"]
+    assert anonymous.headers["X-Content-Type-Options"] == "nosniff"
+    assert "no-store" not in anonymous.headers.get("Cache-Control", "")
+    web.login("13800000001", "dianfei-demo")
+    assert web.get("/dashboard").headers["Cache-Control"] == "no-store"
