@@ -87,3 +87,34 @@ def test_owned_account_hides_other_peoples_accounts(session, clock, customer) ->
         accounts.owned_account(session, customer.id, account.id)
     accounts.link_account(session, clock, customer, "9900000001", "测试户", "1234")
     assert accounts.owned_account(session, customer.id, account.id) is account
+
+
+def test_concurrent_sign_ups_with_one_phone_make_one_customer(app, clock) -> None:
+    import threading
+
+    from portal.extensions import db
+
+    outcomes: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def sign_up() -> None:
+        with app.app_context():
+            barrier.wait()
+            try:
+                accounts.register(db.session, clock, "13800138000", "s3cret-pass")
+                db.session.commit()
+                outcomes.append("created")
+            except accounts.PhoneTaken:
+                db.session.rollback()
+                outcomes.append("taken")
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=sign_up) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["created"] + ["taken"] * 5
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Customer)) == 1
