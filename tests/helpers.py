@@ -4,6 +4,8 @@ token from the form and posts with it."""
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 from html import unescape
 from typing import Any
 
@@ -49,3 +51,24 @@ class FormClient:
     def link(self, account_no: str, holder: str, last4: str) -> TestResponse:
         return self.submit("/accounts/link", {"account_no": account_no, "holder_name": holder,
                                               "meter_last4": last4})
+
+
+def run_concurrently(work: Callable[[], None], copies: int) -> None:
+    """Run ``copies`` threads of ``work`` released at the same instant; re-raise their errors."""
+    barrier = threading.Barrier(copies)
+    errors: list[BaseException] = []
+
+    def runner() -> None:
+        try:
+            barrier.wait()
+            work()
+        except BaseException as exc:  # collected and raised in the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=runner) for _ in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]

@@ -5,6 +5,7 @@ from portal.accounts import service as accounts
 from portal.accounts.models import AccountLink, Customer
 from portal.kernel.errors import NotFound
 from tests import factories
+from tests.helpers import run_concurrently
 
 
 def test_register_normalises_phone_and_hashes_password(session, clock) -> None:
@@ -90,16 +91,12 @@ def test_owned_account_hides_other_peoples_accounts(session, clock, customer) ->
 
 
 def test_concurrent_sign_ups_with_one_phone_make_one_customer(app, clock) -> None:
-    import threading
-
     from portal.extensions import db
 
     outcomes: list[str] = []
-    barrier = threading.Barrier(6)
 
     def sign_up() -> None:
         with app.app_context():
-            barrier.wait()
             try:
                 accounts.register(db.session, clock, "13800138000", "s3cret-pass")
                 db.session.commit()
@@ -110,11 +107,7 @@ def test_concurrent_sign_ups_with_one_phone_make_one_customer(app, clock) -> Non
             finally:
                 db.session.remove()
 
-    threads = [threading.Thread(target=sign_up) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_concurrently(sign_up, 6)
     assert sorted(outcomes) == ["created"] + ["taken"] * 5
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Customer)) == 1

@@ -1,5 +1,3 @@
-import threading
-
 import pytest
 import sqlalchemy as sa
 from flask import Flask
@@ -9,6 +7,7 @@ from portal.extensions import db
 from portal.kernel.statemachine import IllegalTransition, StateMachine
 from portal.readings.models import READING_MACHINE, ReadingStatus
 from tests import factories
+from tests.helpers import run_concurrently
 
 
 def test_guarded_move_happens_once(session, clock) -> None:
@@ -37,22 +36,16 @@ def test_concurrent_moves_one_winner(app: Flask, clock) -> None:
         db.session.commit()
         bill_id = bill.id
     wins: list[bool] = []
-    barrier = threading.Barrier(8)
 
     def worker() -> None:
         with app.app_context():
-            barrier.wait()
             won = BILL_MACHINE.move(db.session, Bill, bill_id, BillStatus.DRAFT,
                                     BillStatus.ISSUED)
             db.session.commit()
             wins.append(won)
             db.session.remove()
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_concurrently(worker, 8)
     assert sorted(wins) == [False] * 7 + [True]
 
 
