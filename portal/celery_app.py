@@ -45,7 +45,6 @@ def celery_init_app(app: Flask) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_always_eager=settings.celery_always_eager,
         timezone="UTC",
         beat_schedule=BEAT_SCHEDULE,
         imports=("portal.tasks",),

@@ -38,7 +38,6 @@ class Settings(BaseSettings):
     session_cookie_secure: bool | None = None  # default: on in production
     session_minutes: int = Field(default=120, ge=5, le=24 * 60)
     trusted_proxy_hops: int = Field(default=0, ge=0, le=5)  # reverse proxies in front of us
-    celery_always_eager: bool = False
 
     @model_validator(mode="after")
     def _production_is_complete(self) -> Settings:

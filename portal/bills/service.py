@@ -63,24 +63,37 @@ def summaries(session: Session, bills: list[Bill], today: date) -> list[BillSumm
     return [BillSummary(b, owed[b.id], payment_state(b, owed[b.id], today)) for b in bills]
 
 
-def _latest_versions(account_id: int) -> sa.Select[tuple[Bill]]:
+def _latest_versions(account_ids: list[int]) -> sa.Select[tuple[Bill]]:
+    """The newest version of every period's bill of these accounts."""
     newest = (
-        sa.select(Bill.period, sa.func.max(Bill.version).label("version"))
-        .where(Bill.account_id == account_id)
-        .group_by(Bill.period)
+        sa.select(Bill.account_id, Bill.period, sa.func.max(Bill.version).label("version"))
+        .where(Bill.account_id.in_(account_ids))
+        .group_by(Bill.account_id, Bill.period)
         .subquery()
     )
-    return (
-        sa.select(Bill)
-        .join(newest, sa.and_(Bill.period == newest.c.period, Bill.version == newest.c.version))
-        .where(Bill.account_id == account_id)
-    )
+    return sa.select(Bill).join(newest, sa.and_(Bill.account_id == newest.c.account_id,
+                                                Bill.period == newest.c.period,
+                                                Bill.version == newest.c.version))
 
 
 def account_bills(session: Session, account_id: int, limit: int = 36) -> list[Bill]:
     """The newest version of each period's bill, newest period first."""
-    return list(session.scalars(_latest_versions(account_id)
+    return list(session.scalars(_latest_versions([account_id])
                                 .order_by(Bill.period.desc()).limit(limit)))
+
+
+def latest_bills(session: Session, account_ids: list[int]) -> dict[int, Bill]:
+    """Each account's newest bill (newest period, newest version), in one query."""
+    newest_period = (
+        sa.select(Bill.account_id, sa.func.max(Bill.period).label("period"))
+        .where(Bill.account_id.in_(account_ids))
+        .group_by(Bill.account_id)
+        .subquery()
+    )
+    query = _latest_versions(account_ids).join(
+        newest_period, sa.and_(Bill.account_id == newest_period.c.account_id,
+                               Bill.period == newest_period.c.period))
+    return {bill.account_id: bill for bill in session.scalars(query)}
 
 
 def bill_with_lines(session: Session, bill_id: int) -> Bill | None:
@@ -102,7 +115,7 @@ class UsagePoint:
 def usage_history(session: Session, account_id: int, months: int = 24) -> list[UsagePoint]:
     """Monthly usage for charts: the last ``months`` billed periods, oldest first."""
     bills = list(session.scalars(
-        _latest_versions(account_id)
+        _latest_versions([account_id])
         .where(Bill.status == BillStatus.ISSUED)
         .order_by(Bill.period.desc()).limit(months)
     ))

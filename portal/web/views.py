@@ -119,9 +119,9 @@ def logout() -> ResponseReturnValue:
 def dashboard() -> ResponseReturnValue:
     linked = accounts.linked_accounts(db.session, current_user.id)
     owed = ledger.owed_by_account(db.session, [a.id for a in linked])
-    today = context.today()
-    latest = {a.id: bills.summaries(db.session, bills.account_bills(db.session, a.id, 1), today)
-              for a in linked}
+    newest = bills.latest_bills(db.session, [a.id for a in linked])
+    latest = {s.bill.account_id: s
+              for s in bills.summaries(db.session, list(newest.values()), context.today())}
     return render_template("web/dashboard.html", accounts=linked, owed=owed, latest=latest)
 
 

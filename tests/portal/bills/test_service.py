@@ -94,3 +94,17 @@ def test_demo_seed_bills_add_up(session, clock, demo) -> None:
         assert bill.total_fen == sum(line.amount_fen for line in bill.lines)
         assert bill.kwh == sum((line.kwh for line in bill.lines
                                 if line.kind.value == "energy"), 0)
+
+
+def test_latest_bill_per_account_in_one_query(session, clock) -> None:
+    first = factories.account(session, clock)
+    second = factories.account(session, clock, account_no="9900000002", meter_no="990000005678")
+    factories.account(session, clock, account_no="9900000003", meter_no="990000009999")
+    for period in ("2026-10", "2026-11"):
+        factories.bill(session, clock, first, period=period)
+    factories.bill(session, clock, second, period="2026-09")
+    factories.bill(session, clock, second, period="2026-09", amounts=(1,), version=2)
+    session.commit()
+    latest = bills.latest_bills(session, [first.id, second.id])
+    assert {k: (b.period, b.version) for k, b in latest.items()} == {
+        first.id: ("2026-11", 1), second.id: ("2026-09", 2)}

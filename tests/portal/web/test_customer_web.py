@@ -225,3 +225,17 @@ def test_pages_carry_security_headers(web, demo) -> None:
     assert "no-store" not in anonymous.headers.get("Cache-Control", "")
     web.login("13800000001", "dianfei-demo")
     assert web.get("/dashboard").headers["Cache-Control"] == "no-store"
+
+
+def test_new_account_without_bills_shows_nothing_owed(app, web, clock) -> None:
+    from tests import factories
+
+    with app.app_context():
+        factories.account(db.session, clock)
+        db.session.commit()
+    web.signup("13912345678")
+    assert web.link("9900000001", "测试户", "1234").status_code == 302
+    page = text_of(web.get("/dashboard?lang=en"))
+    assert "9900000001" in page and "¥0.00" in page and "Latest bill" not in page
+    assert "No bills yet." in text_of(web.get("/accounts/1/bills"))
+    assert "No usage yet." in text_of(web.get("/accounts/1/usage"))
