@@ -75,6 +75,8 @@ def index() -> ResponseReturnValue:
 @bp.route("/signup", methods=["GET", "POST"])
 @limiter.limit(_login_limit, methods=["POST"], deduct_when=_failed)
 def signup() -> ResponseReturnValue:
+    if current_user.is_authenticated:
+        return redirect(url_for("web.dashboard"))
     form = SignupForm()
     if form.validate_on_submit():
         try:
@@ -95,6 +97,8 @@ def signup() -> ResponseReturnValue:
 @limiter.limit(_login_limit, methods=["POST"], deduct_when=_failed)
 @limiter.limit(_login_limit, methods=["POST"], key_func=_login_phone_key, deduct_when=_failed)
 def login() -> ResponseReturnValue:
+    if current_user.is_authenticated:
+        return redirect(_safe_next(request.args.get("next")))
     form = LoginForm()
     if form.validate_on_submit():
         customer = accounts.authenticate(db.session, context.clock(), form.phone.data,

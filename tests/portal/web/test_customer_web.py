@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from portal.accounts.models import AccountLink, Customer
 from portal.bills.models import Bill
 from portal.extensions import db
-from tests.helpers import text_of
+from tests.helpers import FormClient, text_of
 
 DEMO_FREE = ("1100000005", "张伟", "5678")  # the demo account nobody has linked
 
@@ -171,18 +171,27 @@ def test_login_is_rate_limited(web, demo) -> None:
     assert "尝试次数过多" in text_of(response)
 
 
-def test_successful_logins_do_not_count_towards_the_limit(web, demo) -> None:
-    for _ in range(12):
-        assert web.login("13800000001", "dianfei-demo").status_code == 302
+def test_successful_logins_do_not_count_towards_the_limit(app, demo) -> None:
+    for _ in range(12):  # each from a fresh browser, so each really signs in
+        fresh = FormClient(app.test_client())
+        assert fresh.login("13800000001", "dianfei-demo").status_code == 302
 
 
-def test_next_parameter_cannot_leave_the_site(web, demo) -> None:
+def test_next_parameter_cannot_leave_the_site(app, demo) -> None:
     for target, expected in [("/accounts/1/usage", "/accounts/1/usage"),
                              ("//evil.example/x", "/dashboard"),
                              ("https://evil.example/", "/dashboard")]:
-        response = web.submit(f"/login?next={target}",
-                              {"phone": "13800000001", "password": "dianfei-demo"})
+        fresh = FormClient(app.test_client())
+        response = fresh.submit(f"/login?next={target}",
+                                {"phone": "13800000001", "password": "dianfei-demo"})
         assert response.location == expected
+
+
+def test_signed_in_people_skip_the_sign_in_pages(web, demo) -> None:
+    web.login("13800000001", "dianfei-demo")
+    assert web.get("/login").location == "/dashboard"
+    assert web.get("/signup").location == "/dashboard"
+    assert web.get("/login?next=/accounts/1/usage").location == "/accounts/1/usage"
 
 
 def test_logout_needs_post_and_ends_the_session(web, demo) -> None:
