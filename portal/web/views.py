@@ -48,10 +48,11 @@ def _failed(response: object) -> bool:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths: ``//evil.example`` and ``https://...`` go to the dashboard."""
-    if target:
+    """Only same-site paths. ``//evil.example``, ``https://...`` and ``/\\evil.example`` (which
+    browsers read as ``//evil.example``) go to the dashboard instead."""
+    if target and target.startswith("/") and "\\" not in target:
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/"):
+        if not parts.scheme and not parts.netloc:
             return target
     return url_for("web.dashboard")
 

@@ -180,7 +180,9 @@ def test_successful_logins_do_not_count_towards_the_limit(app, demo) -> None:
 def test_next_parameter_cannot_leave_the_site(app, demo) -> None:
     for target, expected in [("/accounts/1/usage", "/accounts/1/usage"),
                              ("//evil.example/x", "/dashboard"),
-                             ("https://evil.example/", "/dashboard")]:
+                             ("https://evil.example/", "/dashboard"),
+                             ("/%5Cevil.example", "/dashboard"),
+                             ("javascript:alert(1)", "/dashboard")]:
         fresh = FormClient(app.test_client())
         response = fresh.submit(f"/login?next={target}",
                                 {"phone": "13800000001", "password": "dianfei-demo"})
