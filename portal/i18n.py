@@ -16,8 +16,13 @@ LOCALES = {"zh": "zh_Hans_CN", "en": "en"}
 HTML_LANG = {"zh_Hans_CN": "zh-CN", "en": "en"}
 
 
+def _asked_for() -> str | None:
+    return LOCALES.get(request.args.get("lang", ""))
+
+
 def select_locale() -> str:
-    chosen = LOCALES.get(request.args.get("lang", ""), session.get("lang"))
+    # ?lang= is read here too: errors raised before our before_request hook still honour it
+    chosen = _asked_for() or session.get("lang")
     if chosen in LOCALES.values():
         return chosen
     default = context.settings().default_locale
@@ -26,9 +31,9 @@ def select_locale() -> str:
 
 
 def remember_lang_choice() -> None:
-    lang = request.args.get("lang", "")
-    if lang in LOCALES:
-        session["lang"] = LOCALES[lang]
+    chosen = _asked_for()
+    if chosen:
+        session["lang"] = chosen
 
 
 def init_app(app: Flask) -> None:

@@ -66,11 +66,6 @@ class IdMixin:
                                     primary_key=True)
 
 
-def utcnow() -> datetime:
-    """Server-side default for ``created_at`` columns when no clock is passed in."""
-    return datetime.now(UTC)
-
-
 @sa.event.listens_for(sa.engine.Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     """Every SQLite file we open (the portal's and the embedded broker's): enforce foreign keys,

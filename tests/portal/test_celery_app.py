@@ -106,6 +106,6 @@ def test_purge_deletes_only_old_consumed_messages(broker_app, clock) -> None:
     assert "old" not in payloads and "waiting" in payloads
 
 
-def test_purge_is_a_no_op_on_redis(app) -> None:
+def test_purge_is_a_no_op_without_the_embedded_broker(app) -> None:
     with app.app_context():
         assert purge_broker_messages() == 0
