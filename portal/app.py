@@ -75,6 +75,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     celery_init_app(app)
     cli.init_app(app)
 
+    from portal.backoffice.views import bp as backoffice_bp
     from portal.web.views import bp as web_bp
     app.register_blueprint(web_bp)
+    app.register_blueprint(backoffice_bp)
     return app

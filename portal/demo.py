@@ -24,6 +24,8 @@ from portal.accounts.models import (
     ElectricityAccount,
     Meter,
 )
+from portal.backoffice import service as staff_service
+from portal.backoffice.models import StaffRole
 from portal.bills import service as bills
 from portal.bills.models import Bill, BillLine, LineKind
 from portal.kernel.clock import Clock
@@ -33,6 +35,8 @@ from portal.ledger.models import EntryKind
 from portal.readings.models import Reading, ReadingSource, ReadingStatus
 
 DEMO_PASSWORD = "dianfei-demo"  # noqa: S105 - printed for the demo on purpose
+# The authenticator key of the demo supervisors and admin: add it to an authenticator app by hand.
+DEMO_TOTP_SECRET = "DIANFEIDEMOSTAFFTOTPSECRET234567"  # noqa: S105 - printed for the demo
 MONTHS = 24
 
 
@@ -79,6 +83,16 @@ ZHEJIANG_INCREMENTS = [(Decimal(2760), Decimal(0)), (Decimal(4800), Decimal("0.0
                        (None, Decimal("0.30"))]
 BUSINESS_TOU = {"peak": Decimal("1.0125"), "flat": Decimal("0.6508"), "valley": Decimal("0.3192")}
 REGISTER_ZH = {"peak": "峰", "flat": "平", "valley": "谷"}
+
+
+# (username, name, role, district code or None for the admin over all districts)
+STAFF = [
+    *((f"{prefix}-{role.value}", f"{city}{label}", role, code)
+      for code, prefix, city in (("bj-dongcheng", "bj", "东城"), ("hz-xihu", "hz", "西湖"))
+      for role, label in ((StaffRole.READER, "抄表员"), (StaffRole.AUDITOR, "核算员"),
+                          (StaffRole.COLLECTOR, "收费员"), (StaffRole.SUPERVISOR, "主管"))),
+    ("admin", "系统管理员", StaffRole.ADMIN, None),
+]
 
 
 def _month_add(first: date, months: int) -> date:
@@ -151,6 +165,13 @@ def seed(session: Session, clock: Clock, today: date) -> None:
             customers[spec.phone] = accounts.register(session, clock, spec.phone, DEMO_PASSWORD)
             customers[spec.phone].display_name = spec.holder
     session.flush()
+    for username, name, role, code in STAFF:
+        member = staff_service.create_staff(
+            session, clock, username=username, display_name=name, password=DEMO_PASSWORD,
+            role=role, district_ids=[districts[code].id] if code else [],
+            must_change_password=False)
+        if member.needs_totp:
+            member.totp_secret = DEMO_TOTP_SECRET
 
     first_period = _month_add(today.replace(day=1), -MONTHS)
     for n, spec in enumerate(ACCOUNTS):
@@ -218,4 +239,9 @@ def describe() -> list[str]:
     for spec in free:
         lines.append(f"Unlinked demo account to link after signing up: 户号 {spec.account_no}, "
                      f"holder {spec.holder}, meter last 4 digits {spec.meter_no[-4:]}")
+    lines.append(f"Staff sign-ins at /staff/login (password for all: {DEMO_PASSWORD}):")
+    for username, name, role, code in STAFF:
+        lines.append(f"  {username}  {name}  {role.value}  {code or 'all districts'}")
+    lines.append(f"Supervisors and the admin also need a TOTP code: add the key {DEMO_TOTP_SECRET} "
+                 "to an authenticator app (time-based, 6 digits, 30 s).")
     return lines

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     session_cookie_secure: bool | None = None  # default: on in production
     session_minutes: int = Field(default=120, ge=5, le=24 * 60)
     trusted_proxy_hops: int = Field(default=0, ge=0, le=5)  # reverse proxies in front of us
+    staff_idle_minutes: int = Field(default=30, ge=1, le=240)  # staff signed out when idle
+    staff_session_hours: int = Field(default=10, ge=1, le=24)  # and after this, whatever happens
 
     @model_validator(mode="after")
     def _production_is_complete(self) -> Settings:

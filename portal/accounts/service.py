@@ -47,11 +47,31 @@ def normalise_name(raw: str) -> str:
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", raw))
 
 
+def hash_password(password: str) -> str:
+    """Argon2id with one configuration for everyone who signs in (customers and staff)."""
+    return _hasher.hash(password)
+
+
+def password_matches(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches; without a hash (unknown user) a dummy hash is checked, so
+    a miss costs as long as a hit."""
+    try:
+        _hasher.verify(password_hash or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return password_hash is not None
+
+
+def rehashed_if_outdated(password_hash: str, password: str) -> str:
+    """The hash again with today's parameters when they changed since it was made."""
+    return _hasher.hash(password) if _hasher.check_needs_rehash(password_hash) else password_hash
+
+
 def register(session: Session, clock: Clock, phone: str, password: str) -> Customer:
     phone = normalise_phone(phone)
     if session.scalar(sa.select(Customer.id).where(Customer.phone == phone)) is not None:
         raise PhoneTaken(phone)
-    customer = Customer(phone=phone, password_hash=_hasher.hash(password),
+    customer = Customer(phone=phone, password_hash=hash_password(password),
                         created_at=clock.now())
     try:
         with session.begin_nested():
@@ -64,14 +84,10 @@ def register(session: Session, clock: Clock, phone: str, password: str) -> Custo
 def authenticate(session: Session, clock: Clock, phone: str, password: str) -> Customer | None:
     customer = session.scalar(sa.select(Customer).where(
         Customer.phone == normalise_phone(phone), Customer.is_active.is_(True)))
-    try:
-        _hasher.verify(customer.password_hash if customer else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
+    matches = password_matches(customer.password_hash if customer else None, password)
+    if customer is None or not matches:
         return None
-    if customer is None:
-        return None
-    if _hasher.check_needs_rehash(customer.password_hash):
-        customer.password_hash = _hasher.hash(password)
+    customer.password_hash = rehashed_if_outdated(customer.password_hash, password)
     customer.last_login_at = clock.now()
     return customer
 

@@ -12,6 +12,8 @@ from flask_login import current_user, login_required, login_user, logout_user
 from portal import context
 from portal.accounts import service as accounts
 from portal.accounts.models import Customer
+from portal.backoffice.auth import is_staff_request
+from portal.backoffice.models import StaffMember
 from portal.bills import service as bills
 from portal.extensions import db, limiter, login_manager
 from portal.i18n import message_for
@@ -27,12 +29,15 @@ login_manager.session_protection = "strong"
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> Customer | None:
+def load_user(user_id: str) -> Customer | StaffMember | None:
+    """Customers (``c:<id>``) exist only on the customer site, staff (``s:<id>``) only under
+    /staff: on either side the other's session counts as signed out."""
     kind, _sep, raw = user_id.partition(":")
-    if kind != "c" or not raw.isdigit():
+    model: type[Customer | StaffMember] = StaffMember if is_staff_request() else Customer
+    if kind != ("s" if model is StaffMember else "c") or not raw.isdigit():
         return None
-    customer = db.session.get(Customer, int(raw))
-    return customer if customer is not None and customer.is_active else None
+    user = db.session.get(model, int(raw))
+    return user if user is not None and user.is_active else None
 
 
 def _login_limit() -> str:

@@ -1,0 +1,109 @@
+"""Back-office forms. Every field has a length limit and a message a person can act on."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, SelectField, SelectMultipleField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length, Regexp
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from portal.backoffice.models import Permission, StaffRole
+from portal.backoffice.service import MAX_PASSWORD, MIN_PASSWORD
+
+ROLE_LABELS = {
+    StaffRole.READER: _l("Meter reader (抄表)"),
+    StaffRole.AUDITOR: _l("Auditor (核算)"),
+    StaffRole.COLLECTOR: _l("Collector (收费)"),
+    StaffRole.SUPERVISOR: _l("Supervisor"),
+    StaffRole.ADMIN: _l("Administrator"),
+}
+
+PERMISSION_LABELS = {
+    Permission.VIEW_ACCOUNTS: _l("View accounts, bills and balances"),
+    Permission.RECORD_READINGS: _l("Record meter readings"),
+    Permission.REVIEW_READINGS: _l("Review flagged readings"),
+    Permission.REVIEW_BILLS: _l("Review bills held for review"),
+    Permission.HANDLE_DISPUTES: _l("Handle disputes"),
+    Permission.MANAGE_PLANS: _l("Propose payment plans"),
+    Permission.APPROVE_PLANS: _l("Approve payment plans"),
+    Permission.REQUEST_REFUND: _l("Request refunds"),
+    Permission.APPROVE_REFUND: _l("Approve refunds (second person)"),
+    Permission.VIEW_KPIS: _l("View KPIs"),
+    Permission.VIEW_AUDIT_LOG: _l("View the audit log"),
+    Permission.MANAGE_STAFF: _l("Manage staff and their districts"),
+}
+
+NEW_PASSWORD = [
+    DataRequired(_l("Choose a password.")),
+    Length(min=MIN_PASSWORD, max=MAX_PASSWORD,
+           message=_l("Use %(min)s to %(max)s characters.", min=MIN_PASSWORD, max=MAX_PASSWORD)),
+]
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class StaffLoginForm(FlaskForm):
+    username = StringField(_l("Username"), [
+        DataRequired(_l("Enter your username.")),
+        Length(max=64, message=_l("A username has at most 64 characters.")),
+    ])
+    password = PasswordField(_l("Password"), [
+        DataRequired(_l("Enter your password.")),
+        Length(max=MAX_PASSWORD, message=_l("A password has at most 128 characters.")),
+    ])
+
+
+class TotpForm(FlaskForm):
+    code = StringField(_l("6-digit code from your authenticator app"), [
+        DataRequired(_l("Enter the 6-digit code your authenticator app shows.")),
+        Regexp(r"^\s*[0-9]{3}\s?[0-9]{3}\s*$", message=_l("The code has 6 digits.")),
+    ])
+
+
+class ChangePasswordForm(FlaskForm):
+    current = PasswordField(_l("Current password"), [
+        DataRequired(_l("Enter your current password.")),
+        Length(max=MAX_PASSWORD, message=_l("A password has at most 128 characters.")),
+    ])
+    new = PasswordField(_l("New password"), NEW_PASSWORD)
+    confirm = PasswordField(_l("Repeat the new password"), [
+        DataRequired(_l("Repeat the password.")),
+        EqualTo("new", message=_l("The two passwords are not the same.")),
+    ])
+
+
+def _role_choices() -> list[tuple[str, str]]:
+    return [(role.value, str(label)) for role, label in ROLE_LABELS.items()]
+
+
+class StaffEditForm(FlaskForm):
+    display_name = StringField(_l("Name"), [
+        DataRequired(_l("Enter the person's name.")),
+        Length(max=100, message=_l("A name has at most 100 characters.")),
+    ])
+    role = SelectField(_l("Role"), choices=_role_choices,
+                       validate_choice=True)
+    districts = MultiCheckboxField(_l("Districts"), coerce=int)
+
+
+class StaffCreateForm(StaffEditForm):
+    username = StringField(_l("Username"), [
+        DataRequired(_l("Choose a username.")),
+        Regexp(r"^\s*[A-Za-z0-9][A-Za-z0-9._-]{1,63}\s*$",
+               message=_l("Use 2 to 64 letters, digits, dots, dashes or underscores.")),
+    ])
+    password = PasswordField(_l("First password (to be changed at first sign-in)"),
+                             NEW_PASSWORD)
+
+
+class ResetPasswordForm(FlaskForm):
+    password = PasswordField(_l("Temporary password (to be changed at next sign-in)"),
+                             NEW_PASSWORD)
+
+
+class ConfirmForm(FlaskForm):
+    """A button that changes something: only the CSRF token."""
