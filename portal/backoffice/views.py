@@ -8,16 +8,16 @@ readings goes through the service's scoped helpers; every view carries an access
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import segno
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_login import current_user
 
 from portal import context
 from portal.backoffice import service
 from portal.backoffice.auth import (
+    STAFF_PREFIX,
     begin_pending,
     current_staff,
     pending_staff,
@@ -73,10 +73,9 @@ def _failed(response: object) -> bool:
 
 def _safe_next(target: str | None) -> str:
     """Only back-office paths of this site; anything else goes to the staff home page."""
-    if target and target.startswith("/staff") and "\\" not in target:
-        parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc:
-            return target
+    if target and "\\" not in target and (
+            target == STAFF_PREFIX or target.startswith((STAFF_PREFIX + "/", STAFF_PREFIX + "?"))):
+        return target
     return url_for("backoffice.home")
 
 
@@ -103,6 +102,8 @@ def _signed_in(staff: StaffMember) -> ResponseReturnValue:
 @limiter.limit(_login_limit, methods=["POST"], key_func=_username_key, deduct_when=_failed)
 @public
 def login() -> ResponseReturnValue:
+    if isinstance(current_user._get_current_object(), StaffMember):
+        return redirect(_safe_next(request.args.get("next")))
     form = StaffLoginForm()
     if form.validate_on_submit():
         staff = service.authenticate(db.session, context.clock(), form.username.data,

@@ -13,6 +13,7 @@ from portal.bills.models import Bill
 from portal.kernel.errors import NotFound
 from portal.readings.models import Reading
 from tests import factories
+from tests.helpers import run_concurrently
 
 PASSWORD = "a long enough password"
 
@@ -229,3 +230,58 @@ def test_search_accounts_by_number_or_holder_and_pages(session, clock) -> None:
     assert service.search_accounts(session, admin, "_%").total == 13   # LIKE wildcards escaped
     assert service.search_accounts(session, admin, " 550000002").total == 5
     assert service.search_accounts(session, admin, "0000002").total == 0  # prefix, not infix
+
+
+def test_promoting_to_admin_needs_no_district(session, clock, two_districts) -> None:
+    reader = _staff(session, clock, "promoted", StaffRole.READER, [two_districts[0].district])
+    service.update_staff(session, reader, display_name="", role=StaffRole.ADMIN, district_ids=[])
+    assert reader.role is StaffRole.ADMIN and reader.display_name == "promoted"
+    assert reader.needs_totp and service.visible_district_ids(session, reader) is None
+
+
+def test_concurrent_creates_with_one_username_make_one_member(app, clock) -> None:
+    from portal.extensions import db
+
+    outcomes: list[str] = []
+
+    def create() -> None:
+        with app.app_context():
+            try:
+                service.create_staff(db.session, clock, username="same", display_name="",
+                                     password=PASSWORD, role=StaffRole.ADMIN)
+                db.session.commit()
+                outcomes.append("created")
+            except service.UsernameTaken:
+                db.session.rollback()
+                outcomes.append("taken")
+            finally:
+                db.session.remove()
+
+    run_concurrently(create, 6)
+    assert sorted(outcomes) == ["created"] + ["taken"] * 5
+
+
+def test_one_code_sent_ten_times_at_once_signs_in_once(app, clock) -> None:
+    from portal.extensions import db
+
+    secret = service.new_totp_secret()
+    with app.app_context():
+        staff = service.create_staff(db.session, clock, username="boss", display_name="",
+                                     password=PASSWORD, role=StaffRole.ADMIN)
+        staff.totp_secret = secret
+        db.session.commit()
+        staff_id = staff.id
+    code = pyotp.TOTP(secret).at(clock.now())
+    accepted: list[bool] = []
+
+    def verify() -> None:
+        with app.app_context():
+            try:
+                member = db.session.get(StaffMember, staff_id)
+                accepted.append(service.verify_totp(db.session, clock, member, code))
+                db.session.commit()
+            finally:
+                db.session.remove()
+
+    run_concurrently(verify, 10)
+    assert sorted(accepted) == [False] * 9 + [True]

@@ -400,3 +400,51 @@ def test_readme_permission_table_and_demo_staff_match_the_code() -> None:
         assert ticks == {r for r in StaffRole if permission in ROLE_PERMISSIONS[r]}, permission
     for username, *_ in STAFF:
         assert f"`{username}`" in readme
+
+
+def test_signed_in_staff_skip_the_sign_in_page_and_keep_their_language(web, clock, demo) -> None:
+    web.get("/staff/login?lang=en")
+    staff_login(web, clock, "bj-collector")
+    assert web.get("/staff/login").location == "/staff"
+    assert web.get("/staff/login?next=/staff/accounts").location == "/staff/accounts"
+    assert "Your districts" in text_of(web.get("/staff"))
+
+
+def test_enrolment_refuses_a_wrong_code_and_needs_a_recent_password_step(app, web, clock,
+                                                                         demo) -> None:
+    assert web.get("/staff/login/enrol").location == "/staff/login"
+    with app.app_context():
+        admin = db.session.scalar(sa.select(StaffMember).filter_by(username="admin"))
+        service.reset_totp(db.session, admin)
+        db.session.commit()
+        admin_id = admin.id
+    web.submit("/staff/login", {"username": "admin", "password": DEMO_PASSWORD})
+    page = web.get("/staff/login/enrol").get_data(as_text=True)
+    secret = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page).group(1)
+    assert secret in web.get("/staff/login/enrol").get_data(as_text=True), "same key on reload"
+    later = pyotp.TOTP(secret).at(clock.now() + timedelta(minutes=10))
+    wrong = web.submit("/staff/login/enrol", {"code": later})
+    assert wrong.status_code == 400 and "验证码不匹配" in text_of(wrong)
+    clock.advance(timedelta(minutes=6))
+    late = web.submit("/staff/login/enrol", {"code": pyotp.TOTP(secret).at(clock.now())},
+                      page="/staff/login")
+    assert late.location == "/staff/login"
+    with app.app_context():
+        assert db.session.get(StaffMember, admin_id).totp_secret is None
+
+
+def test_admin_reset_password_refuses_the_username(app, web, clock, demo) -> None:
+    staff_login(web, clock, "admin")
+    member = _id(app, StaffMember, username="bj-collector")
+    refused = web.submit(f"/staff/admin/staff/{member}/password", {"password": "BJ-Collector"},
+                         page=f"/staff/admin/staff/{member}")
+    assert refused.status_code == 400 and "不能与用户名相同" in text_of(refused)
+
+
+def test_current_staff_outside_a_staff_session(app) -> None:
+    from werkzeug.exceptions import Unauthorized
+
+    from portal.backoffice.auth import current_staff
+
+    with app.test_request_context("/staff"), pytest.raises(Unauthorized):
+        current_staff()
