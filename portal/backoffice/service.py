@@ -206,11 +206,16 @@ def authenticate(session: Session, clock: Clock, username: str, password: str
     if staff is None:
         return None
     if not matches or not staff.is_active:
-        staff.failed_logins += 1
-        staff.last_failed_login_at = clock.now()
+        record_failed_sign_in(staff, clock.now())
         return None
     staff.password_hash = rehashed_if_outdated(staff.password_hash, password)
     return staff
+
+
+def record_failed_sign_in(staff: StaffMember, now: datetime) -> None:
+    """A wrong password or TOTP code: counted, and shown to administrators."""
+    staff.failed_logins += 1
+    staff.last_failed_login_at = now
 
 
 def record_sign_in(staff: StaffMember, now: datetime) -> None:

@@ -82,6 +82,7 @@ def _safe_next(target: str | None) -> str:
 def _after_password(staff: StaffMember) -> ResponseReturnValue:
     next_url = request.args.get("next")
     if staff.needs_totp:
+        db.session.commit()  # a rehashed password is kept even if the code never comes
         begin_pending(staff)
         step = "backoffice.totp" if staff.totp_secret else "backoffice.enrol"
         return redirect(url_for(step, next=next_url))
@@ -131,6 +132,8 @@ def totp() -> ResponseReturnValue:
         if service.verify_totp(db.session, context.clock(), staff, form.code.data):
             return _signed_in(staff)
         db.session.rollback()
+        service.record_failed_sign_in(staff, context.clock().now())
+        db.session.commit()
         form.code.errors.append(_("That code is wrong or was already used. Wait for the next "
                                   "code and try again."))
     return render_template("backoffice/totp.html", form=form), 400 if form.errors else 200

@@ -185,6 +185,9 @@ def test_supervisor_needs_the_totp_code_and_a_code_is_not_replayed(web, clock, d
     later = pyotp.TOTP(DEMO_TOTP_SECRET).at(clock.now() + timedelta(minutes=10))
     wrong = web.submit("/staff/login/code", {"code": later})
     assert wrong.status_code == 400 and "验证码不正确" in text_of(wrong)
+    with web.client.application.app_context():
+        assert db.session.scalar(sa.select(StaffMember.failed_logins)
+                                 .filter_by(username="bj-supervisor")) == 1
     code = totp_code(clock)
     assert web.submit("/staff/login/code", {"code": code}).location == "/staff"
     assert web.get("/staff").status_code == 200
