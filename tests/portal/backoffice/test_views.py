@@ -168,6 +168,7 @@ def test_sign_in_is_rate_limited_per_address_and_per_username(web, demo) -> None
     other = web.submit("/staff/login", {"username": "hz-reader", "password": DEMO_PASSWORD},
                        environ_base={"REMOTE_ADDR": "10.0.1.1"})
     assert other.status_code == 302
+    web.submit("/staff/logout", {}, page="/staff")
     for n in range(9):
         web.submit("/staff/login", {"username": f"user{n}", "password": "x"},
                    environ_base={"REMOTE_ADDR": "10.0.2.2"})
