@@ -7,6 +7,7 @@ when ``create_app`` (or a test) builds it.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -38,6 +39,13 @@ class Settings(BaseSettings):
     session_cookie_secure: bool | None = None  # default: on in production
     session_minutes: int = Field(default=120, ge=5, le=24 * 60)
     trusted_proxy_hops: int = Field(default=0, ge=0, le=5)  # reverse proxies in front of us
+    # The bill run: a period's bill is due on this day of the following month.
+    bill_due_day: int = Field(default=25, ge=1, le=28)
+    # Bill verification (核): hold a bill whose kWh fall below / rise above these multiples of the
+    # trailing 6-month average, once the account has this many billed months among those six.
+    review_low_ratio: Decimal = Field(default=Decimal("0.3"), ge=0)
+    review_high_ratio: Decimal = Field(default=Decimal("3"), gt=1)
+    review_min_history_months: int = Field(default=3, ge=1, le=6)
 
     @model_validator(mode="after")
     def _production_is_complete(self) -> Settings:
