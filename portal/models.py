@@ -1,10 +1,11 @@
 """Every mapped model, imported in one place so the metadata (and Alembic) sees all tables."""
 
+from billing_adapter.local.postings import BillingPosting
 from portal.accounts.models import AccountLink, Customer, District, ElectricityAccount, Meter
 from portal.bills.models import Bill, BillLine
 from portal.kernel.outbox import OutboxMessage
 from portal.ledger.models import LedgerEntry
 from portal.readings.models import Reading
 
-__all__ = ["AccountLink", "Bill", "BillLine", "Customer", "District", "ElectricityAccount",
-           "LedgerEntry", "Meter", "OutboxMessage", "Reading"]
+__all__ = ["AccountLink", "Bill", "BillLine", "BillingPosting", "Customer", "District",
+           "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage", "Reading"]
