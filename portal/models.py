@@ -1,5 +1,6 @@
 """Every mapped model, imported in one place so the metadata (and Alembic) sees all tables."""
 
+from billing_adapter.local.models import TariffVersionRow
 from billing_adapter.local.postings import BillingPosting
 from portal.accounts.models import AccountLink, Customer, District, ElectricityAccount, Meter
 from portal.bills.models import Bill, BillLine
@@ -8,4 +9,5 @@ from portal.ledger.models import LedgerEntry
 from portal.readings.models import Reading
 
 __all__ = ["AccountLink", "Bill", "BillLine", "BillingPosting", "Customer", "District",
-           "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage", "Reading"]
+           "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage", "Reading",
+           "TariffVersionRow"]

@@ -18,3 +18,12 @@ def test_demo_seed_runs_once_and_prints_the_sign_ins(app) -> None:
     assert "already there; nothing changed" in second.output
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Bill)) == bills == 120
+
+
+def test_demo_seed_loads_the_shipped_tariffs_every_time(app) -> None:
+    from billing_adapter.local.tariffs import TariffBook
+
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["demo", "seed"]).exit_code == 0
+    with app.app_context():
+        assert TariffBook.from_db(db.session) == TariffBook.shipped()
