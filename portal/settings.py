@@ -46,6 +46,22 @@ class Settings(BaseSettings):
     review_low_ratio: Decimal = Field(default=Decimal("0.3"), ge=0)
     review_high_ratio: Decimal = Field(default=Decimal("3"), gt=1)
     review_min_history_months: int = Field(default=3, ge=1, le=6)
+    # The billing system: the embedded engine, or an external one over docs/billing-api.md when
+    # a URL is set (a token must come with it).
+    billing_url: str | None = None
+    billing_token: SecretStr | None = None
+    billing_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    billing_retries: int = Field(default=2, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _billing_is_complete(self) -> Settings:
+        if self.billing_url and not self.billing_token:
+            raise SettingsError("DIANFEI_BILLING_URL is set without DIANFEI_BILLING_TOKEN; set "
+                                "both to use an external billing system, or neither")
+        if self.billing_url and self.env == "production" and \
+                not self.billing_url.startswith("https://"):
+            raise SettingsError("production refuses DIANFEI_BILLING_URL without https://")
+        return self
 
     @model_validator(mode="after")
     def _production_is_complete(self) -> Settings:
