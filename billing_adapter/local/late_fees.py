@@ -86,16 +86,16 @@ def late_fee(customer_class: str, amount_fen: int, due: date, paid: date,
     days = max((paid - due).days, 0)
     if days == 0 or amount_fen == 0:
         return LateFee(0, days)
-    accrued = Decimal(0)
-    for n in range(1, days + 1):
-        day = due + timedelta(days=n)
-        rule = rules.on(day)
-        if customer_class == "residential":
-            rate = rule.residential_rate
-        elif day.year == due.year:
-            rate = rule.current_year_rate
-        else:
-            rate = rule.earlier_year_rate
-        accrued += amount_fen * rate
+    accrued = sum((amount_fen * daily_rate(customer_class, due, due + timedelta(days=n), rules)
+                   for n in range(1, days + 1)), Decimal(0))
     fee = round_late_fee(accrued)
     return LateFee(max(fee, rules.on(paid).minimum_fen), days)
+
+
+def daily_rate(customer_class: str, due: date, day: date,
+               rules: LateFeeRules | None = None) -> Decimal:
+    """The fraction of the arrears that overdue ``day`` accrues (e.g. ``Decimal("0.001")``)."""
+    rule = (rules or DEFAULT_RULES).on(day)
+    if customer_class == "residential":
+        return rule.residential_rate
+    return rule.current_year_rate if day.year == due.year else rule.earlier_year_rate
