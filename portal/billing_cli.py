@@ -1,9 +1,9 @@
 """``flask --app wsgi billing ...``: the embedded billing engine for staff and for checking.
 
 ``quote`` and ``late-fee`` print JSON; every bad argument exits non-zero with one line
-(``Error: ...``) and no traceback. ``quote`` prices from the tariffs in the database (the copy the
-bill run and the bill pages use), which ``load-tariffs`` (and ``demo seed``) fill from the data
-files shipped with the engine.
+(``Error: ...``) and no traceback. ``quote`` prices exactly as the bill run does: it upserts the
+tariffs shipped with the engine into the database, then prices from the database copy (the one
+the bill pages read too). ``load-tariffs`` does only the upsert.
 """
 
 from __future__ import annotations
@@ -97,10 +97,9 @@ def quote_command(code: str, period: date, kwh: Decimal, ytd_kwh: Decimal | None
                   peak_kwh: Decimal | None, flat_kwh: Decimal | None,
                   valley_kwh: Decimal | None) -> None:
     """Price a month's usage and print the bill lines as JSON."""
-    book = TariffBook.from_db(db.session)
+    book = bill_run.load_book(db.session)  # the shipped tariffs, upserted, then as in the DB
     if not book.has(code):
-        known = ", ".join(book.codes()) or "none; run: flask --app wsgi billing load-tariffs"
-        raise click.ClickException(f"unknown tariff {code!r} (known: {known})")
+        raise click.ClickException(f"unknown tariff {code!r} (known: {', '.join(book.codes())})")
     end = (period + timedelta(days=32)).replace(day=1) - timedelta(days=1)
     try:
         if ytd_kwh is not None and book.tier_year(code, period) is None:

@@ -135,7 +135,7 @@ def _segments(book: TariffBook, code: str, start: date,
         if start < version.effective_from <= end:
             cuts.add(version.effective_from)
     day = start
-    while day <= end:  # tier-year starts inside the period
+    while True:  # tier-year starts inside the period
         year = book.version_on(code, day).tier_year(day)
         if year is None or year[1] >= end:
             break

@@ -173,11 +173,9 @@ class TariffBook:
     def shipped(cls) -> TariffBook:
         """The tariffs in the data files shipped with the engine."""
         folder = resources.files("billing_adapter.local") / "tariff_data"
-        versions: list[TariffVersion] = []
-        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-            if entry.name.endswith(".toml"):
-                versions.extend(parse_tariff(entry.read_text(encoding="utf-8")))
-        return cls.of(versions)
+        files = sorted((e for e in folder.iterdir() if e.name.endswith(".toml")),
+                       key=lambda e: e.name)
+        return cls.of(v for entry in files for v in parse_tariff(entry.read_text("utf-8")))
 
     @classmethod
     def from_db(cls, session: Session) -> TariffBook:

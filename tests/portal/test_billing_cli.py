@@ -94,3 +94,11 @@ def test_bad_arguments_get_one_clear_line(run, args: list[str], message: str) ->
     assert len(lines) == 1, result.output
     assert lines[0].startswith("Error: ") and message in lines[0], lines[0]
     assert "Traceback" not in result.output
+
+
+def test_quote_works_on_a_database_nobody_loaded_tariffs_into(app) -> None:
+    result = app.test_cli_runner().invoke(args=[
+        "billing", "quote", "--tariff", "zhejiang-business-flat", "--period", "2026-11",
+        "--kwh", "1000"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["total_fen"] == 65080  # 1000 x 0.6508
