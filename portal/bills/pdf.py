@@ -55,7 +55,7 @@ def render_bill(bill: Bill, account: ElectricityAccount, labels: Mapping[str, st
     facts = [
         (labels["account"], account.account_no), (labels["holder"], account.holder_name),
         (labels["address"], account.address),
-        (labels["period"], f"{bill.period_start.isoformat()} – {bill.period_end.isoformat()}"),
+        (labels["period"], f"{bill.period_start.isoformat()} - {bill.period_end.isoformat()}"),
         (labels["kwh"], f"{bill.kwh:f} kWh"), (labels["tariff"], bill.tariff_code),
         (labels["due"], bill.due_date.isoformat()),
     ]
