@@ -51,9 +51,7 @@ class HttpBillingSystem:
         method, template = mapping.ROUTES[operation]
         url = self.base_url + template.format(**{k: quote(v, safe="") for k, v in path.items()})
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
-        if method == "POST":
-            if key is None:
-                raise ValueError(f"{operation}: a POST needs an idempotency key")
+        if key is not None:  # every POST has one
             headers["Idempotency-Key"] = key
             headers["Content-Type"] = "application/json"
         try:

@@ -75,7 +75,7 @@ def enqueue(session: Session, clock: Clock, topic: str, payload: dict[str, Any],
 
 def backoff(attempts: int) -> timedelta:
     """Delay before attempt ``attempts + 1``: 30 s, 1 min, 2 min ... doubling, at most an hour."""
-    return BACKOFF_BASE * min(2 ** max(attempts - 1, 0), BACKOFF_MAX // BACKOFF_BASE)
+    return min(BACKOFF_BASE * (1 << min(max(attempts - 1, 0), 16)), BACKOFF_MAX)
 
 
 def dispatch(session: Session, clock: Clock, handlers: Mapping[str, Handler],

@@ -3,16 +3,20 @@ engine on its own SQLite database, with faults to inject.
 
 Faults: ``fail_next`` answers that many requests 503 before doing anything; ``down`` answers
 every request 503; ``lose_replies`` does the work, commits, then answers 503 (the reply was lost);
-``delay_next`` does the work after sleeping ``delay_seconds`` (beyond the client's timeout).
+``delay_next`` does the work after sleeping ``delay_seconds`` (beyond the client's timeout);
+``garbled_reply`` (bytes) answers 200 with that body instead of the contract's.
 ``requests`` records (method, path, headers) of every request received.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,13 +46,25 @@ NOT_FOUND = {"unknown_account", "unknown_meter", "unknown_order", "unknown_bill"
 CONFLICT = {"order_conflict", "adjustment_conflict"}
 
 
+@cache
+def _empty_database() -> Path:
+    """Every table, created once per test process and copied for each server."""
+    import portal.models  # noqa: F401  (every table, for create_all)
+
+    path = Path(tempfile.mkdtemp(prefix="fake-billing-")) / "empty.sqlite"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    Base.metadata.create_all(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
 class FakeBillingServer:
     def __init__(self, database: Path, clock: Clock) -> None:
+        shutil.copy(_empty_database(), database)
         self.engine = sa.create_engine(f"sqlite:///{database}")
         use_real_sqlite_transactions(self.engine)
-        import portal.models  # noqa: F401  (every table, for create_all)
-
-        Base.metadata.create_all(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.clock = clock
         self.rules = Map([Rule(template.replace("{", "<").replace("}", ">"), endpoint=name,
@@ -60,6 +76,7 @@ class FakeBillingServer:
         self.lose_replies = 0
         self.delay_next = 0
         self.delay_seconds = 0.0
+        self.garbled_reply: bytes | None = None
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._busy = 0
@@ -85,7 +102,8 @@ class FakeBillingServer:
 
     def start(self) -> None:
         self._server = make_server("127.0.0.1", 0, self, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.02}, daemon=True)
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._server.server_port}"
 
@@ -144,6 +162,8 @@ class FakeBillingServer:
             session.commit()
         if self._take("lose_replies"):
             return _json(mapping.error_body("unavailable", "the reply was lost"), 503)
+        if self.garbled_reply is not None:
+            return Response(self.garbled_reply, status=200, content_type="application/json")
         return _json(body, status)
 
     def _operate(self, system: LocalBillingSystem, endpoint: str, request: Request,

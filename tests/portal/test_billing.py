@@ -74,13 +74,14 @@ def test_a_reversal_waits_for_its_posting(app, session, clock) -> None:
     assert (row.reversed_at, row.reversal_reason) == (clock.now(), "refund RF1")
 
 
-class TestExternalBillingSystem:
-    @pytest.fixture
-    def server(self, tmp_path: Path, clock: FrozenClock) -> Iterator[FakeBillingServer]:
-        with running(tmp_path / "billing.sqlite", clock) as fake:
-            fake.seed(lambda session: seed_world(session, clock))
-            yield fake
+@pytest.fixture
+def server(tmp_path: Path, clock: FrozenClock) -> Iterator[FakeBillingServer]:
+    with running(tmp_path / "billing.sqlite", clock) as fake:
+        fake.seed(lambda session: seed_world(session, clock))
+        yield fake
 
+
+class TestExternalBillingSystem:
     @pytest.fixture
     def settings_overrides(self, server: FakeBillingServer) -> dict[str, object]:
         return {"billing_url": server.url, "billing_token": TOKEN, "billing_retries": 0,
@@ -111,3 +112,20 @@ class TestExternalBillingSystem:
         assert server.posting_count(posting().order_no) == 1
         keys = {h.get("Idempotency-Key") for method, _, h in server.requests if method == "POST"}
         assert keys == {f"payment:{posting().order_no}"}
+
+
+class TestWrongToken:
+    @pytest.fixture
+    def settings_overrides(self, server: FakeBillingServer) -> dict[str, object]:
+        return {"billing_url": server.url, "billing_token": "not-the-token"}
+
+    def test_a_refusing_billing_system_leaves_postings_dead_with_the_reason(
+            self, app, session, clock, server) -> None:
+        billing.enqueue_payment_posting(session, clock, posting())
+        billing.enqueue_payment_reversal(session, clock, posting().order_no, "refund")
+        session.commit()
+        assert _dispatch(app, session, clock) == 0
+        messages = session.scalars(sa.select(OutboxMessage)).all()
+        assert [(m.status, m.attempts) for m in messages] == [(OutboxStatus.DEAD, 1)] * 2
+        assert all("unauthorized" in m.last_error for m in messages)
+        assert len(server.requests) == 2  # a 4xx is not retried

@@ -115,3 +115,23 @@ def test_nobody_listening_is_unavailable() -> None:
                                backoff=0.01)
     with pytest.raises(BillingUnavailable, match="ConnectionError"):
         system.get_account(ACCOUNT)
+
+
+@pytest.mark.parametrize("reply", [b"<html>proxy error</html>", b'{"account": "9900000001"}',
+                                   b'{"bills": [{"period": "2026-11"}]}'])
+def test_an_answer_off_the_contract_is_unavailable_not_a_crash(seeded, reply: bytes) -> None:
+    seeded.garbled_reply = reply
+    system = client(seeded)
+    with pytest.raises(BillingUnavailable, match=r"not JSON|missing"):
+        system.get_account(ACCOUNT)
+    with pytest.raises(BillingUnavailable, match=r"not JSON|missing|expected"):
+        system.list_bills(ACCOUNT, "2026-01")
+
+
+def test_list_bills_needs_since_on_the_wire(seeded) -> None:
+    import requests
+
+    response = requests.get(f"{seeded.url}/v1/accounts/{ACCOUNT}/bills", timeout=5,
+                            headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_request"

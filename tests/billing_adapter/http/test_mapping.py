@@ -145,3 +145,20 @@ def test_errors() -> None:
     assert proxy.code == "http_404" and "Not Found" in proxy.message
     with pytest.raises(mapping.MalformedMessage):
         mapping.loads(b"{")
+
+
+def test_missing_optional_fields_take_their_defaults() -> None:
+    wire = mapping.encode(PaymentPosting("DF1", "1", 100, datetime(2026, 12, 3, tzinfo=UTC),
+                                         "wechat", ("2026-11",)))
+    del wire["bill_periods"]
+    assert mapping.decode(PaymentPosting, wire).bill_periods == ()
+
+
+@dataclasses.dataclass(frozen=True)
+class _FloatField:
+    ratio: float
+
+
+def test_a_dto_field_of_an_unmapped_type_is_a_programming_error() -> None:
+    with pytest.raises(TypeError, match="no mapping"):
+        mapping.decode(_FloatField, {"ratio": "0.5"})

@@ -23,6 +23,7 @@ from tests.billing_adapter.contract import (
     adjustment,
     posting,
     reading,
+    rejected,
     seed_world,
 )
 
@@ -83,8 +84,8 @@ def test_a_bill_under_review_cannot_be_adjusted(session, clock, world) -> None:
 
     account = session.get(ElectricityAccount, _october(session, 1).account_id)
     factories.bill(session, clock, account, "2026-12")  # a draft, never issued
-    assert pytest.raises(Exception, world.apply_adjustment, adjustment(period="2026-12")
-                         ).value.code == "bill_not_issued"
+    assert rejected(lambda: world.apply_adjustment(adjustment(period="2026-12"))
+                    ) == "bill_not_issued"
 
 
 def test_postings_and_readings_are_rows_of_the_portal(session, clock, world) -> None:
@@ -107,3 +108,43 @@ def test_a_rejected_call_writes_nothing(session, clock, world) -> None:
     session.commit()
     assert session.scalar(sa.select(sa.func.count()).select_from(BillingPosting)) == 0
     assert session.scalar(sa.select(sa.func.count()).select_from(Reading)) == 1
+
+
+def test_two_adjustments_racing_for_one_bill_version(database_url, app, session, clock,
+                                                     world, monkeypatch) -> None:
+    """Both read version 1, both write version 2: the unique version lets one win; the other is
+    told to try again (and would then make version 3), never a second version 2."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises writers before they read; the race needs PostgreSQL")
+    from threading import Barrier
+
+    from sqlalchemy.orm import sessionmaker
+
+    from billing_adapter.base import BillingUnavailable
+    from portal.extensions import db
+    from tests.helpers import run_concurrently
+
+    both_read = Barrier(2)
+    atomic = LocalBillingSystem._atomic
+
+    def after_both_read(self):  # type: ignore[no-untyped-def]
+        both_read.wait(timeout=10)
+        return atomic(self)
+
+    monkeypatch.setattr(LocalBillingSystem, "_atomic", after_both_read)
+    numbers, outcomes = iter(["ADJ-A", "ADJ-B"]), []
+    make_session = sessionmaker(db.engine)
+
+    def adjust() -> None:
+        with make_session() as own:
+            try:
+                LocalBillingSystem(own, clock).apply_adjustment(adjustment(next(numbers), -100))
+                own.commit()
+                outcomes.append("applied")
+            except BillingUnavailable:
+                outcomes.append("try again")
+
+    run_concurrently(adjust, 2)
+    assert sorted(outcomes) == ["applied", "try again"]
+    assert [b.version for b in session.scalars(sa.select(Bill).where(Bill.period == "2026-10")
+                                               .order_by(Bill.version))] == [1, 2]
