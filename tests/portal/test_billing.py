@@ -84,7 +84,7 @@ def server(tmp_path: Path, clock: FrozenClock) -> Iterator[FakeBillingServer]:
 class TestExternalBillingSystem:
     @pytest.fixture
     def settings_overrides(self, server: FakeBillingServer) -> dict[str, object]:
-        return {"billing_url": server.url, "billing_token": TOKEN, "billing_retries": 0,
+        return {"billing_url": server.url, "billing_token": TOKEN, "billing_retries": 3,
                 "billing_timeout_seconds": 2}
 
     def test_the_http_adapter_is_chosen(self, app, session, server) -> None:
@@ -103,6 +103,7 @@ class TestExternalBillingSystem:
         message = _message(session)
         assert (message.status, message.attempts) == (OutboxStatus.PENDING, 12)
         assert "BillingUnavailable" in message.last_error
+        assert len(server.requests) == 12  # one request a round: the outbox does the retrying
         server.down, server.lose_replies = False, 1  # back, but the first reply gets lost
         assert _dispatch(app, session, clock) == 0
         assert server.posting_count() == 1
