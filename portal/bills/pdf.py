@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from io import BytesIO
 
 from reportlab.lib import colors
+from reportlab.lib.enums import TA_RIGHT
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
@@ -29,6 +30,7 @@ pdfmetrics.registerFont(UnicodeCIDFont(CJK))
 
 TEXT = ParagraphStyle("text", fontName=CJK, fontSize=9.5, leading=13)
 TITLE = ParagraphStyle("title", parent=TEXT, fontSize=16, leading=22, spaceAfter=4 * mm)
+RIGHT = ParagraphStyle("right", parent=TEXT, alignment=TA_RIGHT)
 SMALL = ParagraphStyle("small", parent=TEXT, fontSize=8, leading=11, textColor=colors.grey)
 
 
@@ -56,15 +58,16 @@ def render_bill(bill: Bill, account: ElectricityAccount, labels: Mapping[str, st
         (labels["account"], account.account_no), (labels["holder"], account.holder_name),
         (labels["address"], account.address),
         (labels["period"], f"{bill.period_start.isoformat()} - {bill.period_end.isoformat()}"),
-        (labels["kwh"], f"{bill.kwh:f} kWh"), (labels["tariff"], bill.tariff_code),
+        (labels["kwh"], f"{bill.kwh.normalize():,f} kWh"), (labels["tariff"], bill.tariff_code),
         (labels["due"], bill.due_date.isoformat()),
     ]
     head = Table([[Paragraph(_plain(k), TEXT), Paragraph(_plain(v), TEXT)] for k, v in facts],
                  colWidths=[35 * mm, 139 * mm])
     head.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"),
                               ("TEXTCOLOR", (0, 0), (0, -1), colors.grey)]))
-    rows: list[list[object]] = [[Paragraph(_plain(labels[k]), TEXT)
-                                 for k in ("item", "derivation", "amount")]]
+    rows: list[list[object]] = [[Paragraph(_plain(labels["item"]), TEXT),
+                                 Paragraph(_plain(labels["derivation"]), TEXT),
+                                 Paragraph(_plain(labels["amount"]), RIGHT)]]
     rows += [[Paragraph(_plain(line.label), TEXT), Paragraph(_plain(line.derivation), TEXT),
               f"{format_yuan(line.amount_fen)}"] for line in lines]
     rows.append([Paragraph(_plain(labels["total"]), TEXT), "", f"{format_yuan(bill.total_fen)}"])
