@@ -132,8 +132,8 @@ def late_fee_command(customer_class: str, amount_fen: int, due: date, paid: date
 
 @billing.command("run", cls=OneLineCommand)
 @click.option("--period", required=True, type=PeriodType(), help="Billing month, YYYY-MM.")
-@click.option("--chunk-size", default=2000, show_default=True, type=click.IntRange(min=1),
-              help="Accounts per transaction.")
+@click.option("--chunk-size", default=bill_run.RunConfig().chunk_size, show_default=True,
+              type=click.IntRange(min=1, max=10_000), help="Accounts per transaction.")
 def run_command(period: date, chunk_size: int) -> None:
     """Compute, verify and issue the month's bills for every account with a reading.
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -36,6 +36,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from billing_adapter.base import BillLineInfo
 from billing_adapter.local.pricing import Quote, Usage, quote
 from billing_adapter.local.tariffs import TariffBook, load_tariffs
 from billing_adapter.local.verification import Facts, Thresholds, check, encode
@@ -48,7 +49,15 @@ from portal.readings.models import Reading, ReadingSource, ReadingStatus
 REGISTERS = ("peak", "flat", "valley")
 BILLS, LINES, ENTRIES = (cast(sa.Table, model.__table__)
                          for model in (Bill, BillLine, LedgerEntry))
+BILL_COLUMNS = ("id", "account_id", "period", "version", "period_start", "period_end", "kwh",
+                "peak_kwh", "flat_kwh", "valley_kwh", "tariff_code", "total_fen", "status",
+                "review_reason", "due_date", "issued_at", "created_at")
+LINE_COLUMNS = ("bill_id", "seq", "kind", "tier", "register", "kwh", "unit_price", "amount_fen",
+                "description")
+ENTRY_COLUMNS = ("account_id", "bill_id", "kind", "amount_fen", "ref", "memo", "effective_on",
+                 "created_at")
 ZERO = Decimal(0)
+Row = tuple[Any, ...]
 
 
 class PeriodError(ValueError):
@@ -59,7 +68,7 @@ class PeriodError(ValueError):
 class RunConfig:
     due_day: int = 25
     thresholds: Thresholds = field(default_factory=Thresholds)
-    chunk_size: int = 2000
+    chunk_size: int = 5000
 
 
 @dataclass
@@ -165,17 +174,27 @@ class _Chunk:
         self.session, self.clock, self.pricer, self.config = session, clock, pricer, config
         self.period, self.start, self.end, self.lo, self.hi = period, start, end, lo, hi
         self.previous_period = f"{_month_add(start, -1):%Y-%m}"
+        self.due = due_date(start, config.due_day)
 
     def bill(self, result: RunResult) -> None:
+        if self.session.get_bind().dialect.name == "postgresql":
+            # A crash may lose the last chunks' commits, which is safe: nothing outside this
+            # database has seen them, and the rerun bills those accounts again.
+            self.session.execute(sa.text("SET LOCAL synchronous_commit = off"))
         billed = set(self.session.scalars(
             sa.select(Bill.account_id).distinct()
             .where(Bill.account_id.between(self.lo, self.hi), Bill.period == self.period)))
         result.already_billed += len(billed)
-        current = self._readings(Reading.period == self.period)
-        meters = {m.id: m for m in self._meters() if m.id in current and m.account_id not in billed}
+        candidates = [m for m in self._meters() if m.account_id not in billed]
+        if not candidates:
+            return
+        current, previous = self._readings([m.id for m in candidates])
+        meters = {m.id: m for m in candidates if m.id in current}
         if not meters:
             return
-        previous = self._previous(meters)
+        missing = [m for m in meters if m not in previous]
+        if missing:  # no reading last month: the latest one before it
+            previous.update(self._readings_before(missing))
         tariffs = dict(self.session.execute(
             sa.select(ElectricityAccount.id, ElectricityAccount.tariff_code)
             .where(ElectricityAccount.id.between(self.lo, self.hi))).tuples().all())
@@ -200,25 +219,33 @@ class _Chunk:
             .where(Meter.account_id.between(self.lo, self.hi)))
         return [_Meter(*row) for row in rows]
 
-    def _readings(self, *where: sa.ColumnElement[bool]) -> dict[int, Any]:
-        """The latest accepted reading per meter (of the chunk's accounts) matching ``where``."""
-        rows = self.session.execute(
-            sa.select(Reading.meter_id, Reading.value_kwh, Reading.peak_kwh, Reading.flat_kwh,
-                      Reading.valley_kwh, Reading.source)
-            .join(Meter, Meter.id == Reading.meter_id)
-            .where(Meter.account_id.between(self.lo, self.hi),
-                   Reading.status == ReadingStatus.ACCEPTED, *where)
-            .order_by(Reading.meter_id, Reading.period, Reading.read_on, Reading.id))
-        return {row.meter_id: row for row in rows}
+    def _select_readings(self, meter_ids: list[int]) -> sa.Select[Any]:
+        """Accepted readings of meters with ids in the range of ``meter_ids`` (the caller keeps
+        its own): a range on the (meter_id, period) index. A join on the account range, or a
+        long IN list, made PostgreSQL scan every reading for every chunk."""
+        return (sa.select(Reading.meter_id, Reading.period, Reading.value_kwh, Reading.peak_kwh,
+                          Reading.flat_kwh, Reading.valley_kwh, Reading.source)
+                .where(Reading.meter_id.between(min(meter_ids), max(meter_ids)),
+                       Reading.status == ReadingStatus.ACCEPTED)
+                .order_by(Reading.meter_id, Reading.period, Reading.read_on, Reading.id))
 
-    def _previous(self, meters: dict[int, _Meter]) -> dict[int, Any]:
-        """Each meter's latest accepted reading before the period: usually last month's."""
-        previous = self._readings(Reading.period == self.previous_period)
-        missing = [m for m in meters if m not in previous]
-        if missing:
-            previous.update(self._readings(Reading.period < self.previous_period,
-                                           Reading.meter_id.in_(missing)))
-        return previous
+    def _readings(self, meter_ids: list[int]) -> tuple[dict[int, Any], dict[int, Any]]:
+        """The latest accepted reading per meter of this period and of the one before."""
+        wanted = set(meter_ids)
+        current: dict[int, Any] = {}
+        previous: dict[int, Any] = {}
+        rows = self.session.execute(self._select_readings(meter_ids).where(
+            Reading.period.in_([self.period, self.previous_period])))
+        for row in rows:
+            if row.meter_id in wanted:
+                (current if row.period == self.period else previous)[row.meter_id] = row
+        return current, previous
+
+    def _readings_before(self, meter_ids: list[int]) -> dict[int, Any]:
+        """Each meter's latest accepted reading before last month."""
+        rows = self.session.execute(self._select_readings(meter_ids).where(
+            Reading.period < self.previous_period, Reading.meter_id.in_(meter_ids)))
+        return {row.meter_id: row for row in rows}
 
     def _history(self, tariffs: dict[int, str]) -> dict[int, list[tuple[date, Decimal]]]:
         """(period_start, kWh) of each account's latest bill versions that the run needs: the six
@@ -248,7 +275,7 @@ class _Chunk:
 
     def _compute(self, account_id: int, code: str, meters: Sequence[_Meter],
                  current: dict[int, Any], previous: dict[int, Any],
-                 history: list[tuple[date, Decimal]]) -> tuple[dict[str, Any], tuple[Any, ...]]:
+                 history: list[tuple[date, Decimal]]) -> tuple[Row, tuple[BillLineInfo, ...]]:
         total = ZERO
         registers: dict[str, Decimal | None] = dict.fromkeys(REGISTERS)
         estimated, went_down, no_previous = False, None, None
@@ -293,82 +320,60 @@ class _Chunk:
             total, registers = ZERO, dict.fromkeys(REGISTERS)
         reason = encode(holds)
         status = BillStatus.ISSUED if reason is None else BillStatus.PENDING_REVIEW
-        bill = {
-            "account_id": account_id, "period": self.period, "version": 1,
-            "period_start": self.start, "period_end": self.end, "kwh": total,
-            "peak_kwh": registers["peak"], "flat_kwh": registers["flat"],
-            "valley_kwh": registers["valley"], "tariff_code": code,
-            "total_fen": priced.total_fen if priced else 0, "status": status,
-            "review_reason": reason, "due_date": due_date(self.start, self.config.due_day),
-            "issued_at": self.clock.now() if status is BillStatus.ISSUED else None,
-            "created_at": self.clock.now(),
-        }
+        now = self.clock.now()
+        bill = (account_id, self.period, 1, self.start, self.end, total, registers["peak"],
+                registers["flat"], registers["valley"], code, priced.total_fen if priced else 0,
+                status.value, reason, self.due, now if status is BillStatus.ISSUED else None, now)
         return bill, priced.lines if priced else ()
 
     # --- writing -----------------------------------------------------------------------------
 
-    def _write(self, bills: list[dict[str, Any]], lines: list[tuple[Any, ...]],
+    def _write(self, bills: list[Row], lines: list[tuple[BillLineInfo, ...]],
                result: RunResult) -> None:
-        bill_ids = self._ids(BILLS, bills)
-        line_rows, ledger_rows = [], []
-        now = self.clock.now()
+        bill_ids = self._bill_ids(len(bills))
+        bill_rows: list[Row] = []
+        line_rows: list[Row] = []
+        entry_rows: list[Row] = []
+        now, issued, charge = self.clock.now(), BillStatus.ISSUED.value, EntryKind.CHARGE.value
         for bill_id, bill, bill_lines in zip(bill_ids, bills, lines, strict=True):
-            bill["id"] = bill_id
-            for seq, line in enumerate(bill_lines, start=1):
-                line_rows.append({
-                    "bill_id": bill_id, "seq": seq, "kind": line.kind, "tier": line.tier,
-                    "register": line.register, "kwh": line.kwh, "unit_price": line.unit_price,
-                    "amount_fen": line.amount_fen, "description": line.description})
-            if bill["status"] is BillStatus.ISSUED:
-                result.issued += 1
-                result.issued_fen += bill["total_fen"]
-                if bill["total_fen"] > 0:
-                    ledger_rows.append({
-                        "account_id": bill["account_id"], "bill_id": bill_id,
-                        "kind": EntryKind.CHARGE, "amount_fen": bill["total_fen"],
-                        "ref": charge_ref(bill_id), "memo": None,
-                        "effective_on": bill["due_date"], "created_at": now})
-            else:
+            bill_rows.append((bill_id, *bill))
+            line_rows.extend((bill_id, seq, line.kind, line.tier, line.register, line.kwh,
+                              line.unit_price, line.amount_fen, line.description)
+                             for seq, line in enumerate(bill_lines, start=1))
+            account_id, total_fen, status, due = bill[0], bill[10], bill[11], bill[13]
+            if status != issued:
                 result.held += 1
-        self._insert(BILLS, bills)
-        self._insert(LINES, line_rows)
-        self._insert(ENTRIES, ledger_rows)
+                continue
+            result.issued += 1
+            result.issued_fen += total_fen
+            if total_fen > 0:
+                entry_rows.append((account_id, bill_id, charge, total_fen, charge_ref(bill_id),
+                                   None, due, now))
+        self._insert(BILLS, BILL_COLUMNS, bill_rows)
+        self._insert(LINES, LINE_COLUMNS, line_rows)
+        self._insert(ENTRIES, ENTRY_COLUMNS, entry_rows)
 
-    def _is_pg(self) -> bool:
-        return self.session.get_bind().dialect.name == "postgresql"
-
-    def _ids(self, table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
-        """Allocate ids for ``rows`` in one statement (PostgreSQL: from the table's sequence)."""
-        if not self._is_pg():
+    def _bill_ids(self, n: int) -> list[int]:
+        """Ids for ``n`` new bills, in one statement, so their lines can refer to them."""
+        if self.session.get_bind().dialect.name != "postgresql":
             # SQLite: the transaction began with BEGIN IMMEDIATE, so nobody else writes now.
-            top = self.session.scalar(sa.select(sa.func.max(table.c.id))) or 0
-            return list(range(top + 1, top + 1 + len(rows)))
+            top = self.session.scalar(sa.select(sa.func.max(BILLS.c.id))) or 0
+            return list(range(top + 1, top + 1 + n))
         return list(self.session.scalars(
-            sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
-                    "FROM generate_series(1, :n)"),
-            {"table": table.name, "n": len(rows)}))
+            sa.text("SELECT nextval(pg_get_serial_sequence('bills', 'id')) "
+                    "FROM generate_series(1, :n)"), {"n": n}))
 
-    def _insert(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    def _insert(self, table: sa.Table, columns: tuple[str, ...], rows: list[Row]) -> None:
+        """COPY on PostgreSQL (psycopg 3, in the session's transaction), else one executemany."""
         if not rows:
             return
-        if table is not BILLS and self._is_pg():
-            rows = [{"id": i, **row} for i, row in zip(self._ids(table, rows), rows, strict=True)]
-        if self._is_pg():
-            _copy(self.session, table, rows)
-        else:
-            self.session.execute(sa.insert(table), rows)
-
-
-def _copy(session: Session, table: sa.Table, rows: Iterable[dict[str, Any]]) -> None:
-    """``COPY table FROM STDIN`` through psycopg 3, in the session's transaction."""
-    rows = list(rows)
-    columns = list(rows[0])
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    raw: Any = session.connection().connection.driver_connection
-    with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({quoted}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([_plain(row[c]) for c in columns])
-
-
-def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, BillStatus | EntryKind) else value
+        if self.session.get_bind().dialect.name != "postgresql":
+            self.session.execute(sa.insert(table), [dict(zip(columns, row, strict=True))
+                                                    for row in rows])
+            return
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        raw: Any = self.session.connection().connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(
+                f"COPY {table.name} ({quoted}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
