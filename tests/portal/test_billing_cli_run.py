@@ -1,4 +1,4 @@
-"""``flask --app wsgi billing run --period YYYY-MM``: the bill run for staff (portal/billing_cli.py)."""
+"""``flask --app wsgi billing run --period YYYY-MM`` (portal/billing_cli.py): the bill run."""
 
 from datetime import date
 from decimal import Decimal

@@ -152,7 +152,7 @@ def test_annual_tiers_count_the_tier_year_billed_so_far(session, clock) -> None:
 
 
 def test_time_of_use_registers_are_billed_by_register(session, clock) -> None:
-    acct, meter = _account(session, clock, tariff="zhejiang-residential", readings=())
+    _, meter = _account(session, clock, tariff="zhejiang-residential", readings=())
     _read(session, clock, meter, "2026-10", 1000, peak=600, valley=400)
     _read(session, clock, meter, "2026-11", 1200, peak=720, valley=480)
     session.commit()
@@ -166,7 +166,7 @@ def test_time_of_use_registers_are_billed_by_register(session, clock) -> None:
 
 
 def test_a_meter_change_counts_the_new_meter_from_zero(session, clock) -> None:
-    acct, old = _account(session, clock, readings=(("2026-10", 1000), ("2026-11", 1100)))
+    acct, _ = _account(session, clock, readings=(("2026-10", 1000), ("2026-11", 1100)))
     new = Meter(account_id=acct.id, meter_no="990000077777", installed_on=date(2026, 11, 15))
     session.add(new)
     session.flush()
@@ -202,7 +202,8 @@ def test_zero_usage_is_held(session, clock) -> None:
 def test_a_reading_lower_than_the_last_is_held_unpriced(session, clock) -> None:
     _account(session, clock, readings=(("2026-10", 1000), ("2026-11", 990)))
     bill = _held(session, clock)
-    assert bill.review_reason == "reading_went_down meter=990000000001 previous=1000.00 current=990.00"
+    assert bill.review_reason == (
+        "reading_went_down meter=990000000001 previous=1000.00 current=990.00")
     assert (bill.kwh, bill.total_fen, bill.lines) == (0, 0, [])
 
 
@@ -250,3 +251,31 @@ def test_a_bad_period_is_refused() -> None:
         with pytest.raises(PeriodError):
             bill_run.parse_period(text)
     assert bill_run.parse_period("2024-02") == (date(2024, 2, 1), date(2024, 2, 29))
+
+
+def test_an_account_billed_before_the_run_is_left_alone(session, clock) -> None:
+    first, _ = _account(session, clock, 1)
+    _account(session, clock, 2)
+    by_hand = factories.bill(session, clock, first, period="2026-11")
+    session.commit()
+    result = _run(session, clock)
+    assert (result.issued, result.already_billed) == (1, 1)
+    assert [b.id for b in _bills(session) if b.account_id == first.id] == [by_hand.id]
+
+
+def test_a_tou_register_that_went_down_is_held(session, clock) -> None:
+    _, meter = _account(session, clock, tariff="zhejiang-residential", readings=())
+    _read(session, clock, meter, "2026-10", 1000, peak=600, valley=400)
+    _read(session, clock, meter, "2026-11", 1010, peak=590, valley=420)
+    session.commit()
+    bill = _held(session, clock)
+    assert bill.review_reason == (
+        "reading_went_down meter=990000000001/peak previous=600.00 current=590.00")
+
+
+def test_a_bill_that_rounds_to_nothing_is_issued_without_a_charge(session, clock) -> None:
+    _account(session, clock, readings=(("2026-10", "1000.00"), ("2026-11", "1000.01")))
+    _run(session, clock)
+    [bill] = _bills(session)
+    # 0.01 kWh x 0.4883 = 0.004883 yuan: 0 fen, nothing to charge
+    assert (bill.status, bill.total_fen, _charges(session)) == (BillStatus.ISSUED, 0, [])
