@@ -94,8 +94,8 @@ def test_a_lost_reply_is_retried_and_posts_once(seeded) -> None:
 
 
 def test_a_slow_server_times_out_and_the_retry_posts_once(seeded) -> None:
-    seeded.delay_next, seeded.delay_seconds = 1, 1.0
-    receipt = client(seeded, timeout=0.3, retries=2).post_payment(posting())
+    seeded.delay_next, seeded.delay_seconds = 1, 1.5
+    receipt = client(seeded, timeout=0.5, retries=3).post_payment(posting())
     assert receipt.order_no == posting().order_no
     seeded.stop()  # waits for the slow request, which then finds the posting made
     assert seeded.posting_count() == 1
