@@ -8,9 +8,11 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from billing_adapter.local.tariffs import load_tariffs
 from portal import context, demo
 from portal.backoffice import service as staff_service
 from portal.backoffice.models import StaffRole
+from portal.billing_cli import billing
 from portal.extensions import db
 
 demo_cli = AppGroup("demo", help="Demo data for the embedded default.")
@@ -20,13 +22,16 @@ STAFF_PASSWORD_ENV = "DIANFEI_STAFF_PASSWORD"  # noqa: S105 - the variable's nam
 
 @demo_cli.command("seed")
 def demo_seed() -> None:
-    """Create demo districts, customers, accounts, readings and bills (once), print sign-ins."""
+    """Create demo districts, customers, accounts, readings and bills (once), print sign-ins.
+
+    The shipped tariffs are (re)loaded into the database every time (an idempotent upsert)."""
+    load_tariffs(db.session)
     if demo.is_seeded(db.session):
         click.echo("Demo data is already there; nothing changed.")
     else:
         demo.seed(db.session, context.clock(), context.today())
-        db.session.commit()
         click.echo("Demo data created.")
+    db.session.commit()
     for line in demo.describe():
         click.echo(line)
 
@@ -77,3 +82,4 @@ def staff_create(username: str, role: str, districts: tuple[str, ...], display_n
 def init_app(app: Flask) -> None:
     app.cli.add_command(demo_cli)
     app.cli.add_command(staff_cli)
+    app.cli.add_command(billing)

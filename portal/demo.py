@@ -1,20 +1,25 @@
 """Demo data: two districts, residents and a business with 24 months of readings and bills.
 
-The bills here are demo data written line by line; the billing issue's engine replaces them with
-computed ones. Every bill still goes through ``bills.service.issue`` and the ledger, so balances,
-paid/overdue states and usage charts behave exactly as they will with real bills.
+The readings are demo data; the bills are computed from them by the real bill run
+(``billing_adapter.local.bill_run``) with the shipped tariffs, one period after another, so
+every line, tier increment and ledger charge is the engine's. Payments are demo data again: every
+issued bill is paid on the 18th of the month after its period, except each account's newest
+``unpaid_months`` bills (李明's 2026-10 bill is therefore overdue). 王芳's newest month is a
+spike (6x her usual use), which verification holds for review: staff have a bill to check, and
+she sees it as "being checked" with nothing charged.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from billing_adapter.local import bill_run
 from portal.accounts import service as accounts
 from portal.accounts.models import (
     AccountLink,
@@ -26,10 +31,8 @@ from portal.accounts.models import (
 )
 from portal.backoffice import service as staff_service
 from portal.backoffice.models import StaffRole
-from portal.bills import service as bills
-from portal.bills.models import Bill, BillLine, LineKind
+from portal.bills.models import Bill, BillStatus
 from portal.kernel.clock import Clock
-from portal.kernel.money import round_to_fen
 from portal.ledger import service as ledger
 from portal.ledger.models import EntryKind
 from portal.readings.models import Reading, ReadingSource, ReadingStatus
@@ -53,6 +56,7 @@ class DemoAccount:
     phone: str | None        # the demo customer who has linked it; None = left for linking
     base_kwh: int
     unpaid_months: int = 1   # the newest N bills are left unpaid
+    spike_last_month: bool = False  # the newest month uses 6x: held for review (核)
 
 
 DISTRICTS = [("bj-dongcheng", "北京市东城区供电中心"), ("hz-xihu", "杭州市西湖区供电所")]
@@ -60,7 +64,7 @@ DISTRICTS = [("bj-dongcheng", "北京市东城区供电中心"), ("hz-xihu", "�
 ACCOUNTS = [
     DemoAccount("1100000001", "王芳", "北京市东城区和平里北街8号院3-502", "bj-dongcheng",
                 CustomerClass.RESIDENTIAL, "beijing-residential", "110101000001", False,
-                "13800000001", 210),
+                "13800000001", 210, spike_last_month=True),
     DemoAccount("1100000002", "李明", "北京市东城区安定门内大街27号2-301", "bj-dongcheng",
                 CustomerClass.RESIDENTIAL, "beijing-residential", "110101000002", False,
                 "13800000002", 330, unpaid_months=2),
@@ -75,16 +79,6 @@ ACCOUNTS = [
                 None, 180),
 ]
 
-# Demo prices (yuan/kWh); the billing issue ships the real, effective-dated tariffs.
-BEIJING_TIERS = [(Decimal(240), Decimal("0.4883")), (Decimal(400), Decimal("0.5383")),
-                 (None, Decimal("0.7883"))]
-ZHEJIANG_TOU = {"peak": Decimal("0.568"), "valley": Decimal("0.288")}
-ZHEJIANG_INCREMENTS = [(Decimal(2760), Decimal(0)), (Decimal(4800), Decimal("0.05")),
-                       (None, Decimal("0.30"))]
-BUSINESS_TOU = {"peak": Decimal("1.0125"), "flat": Decimal("0.6508"), "valley": Decimal("0.3192")}
-REGISTER_ZH = {"peak": "峰", "flat": "平", "valley": "谷"}
-
-
 # (username, name, role, district code or None for the admin over all districts)
 STAFF = [
     *((f"{prefix}-{role.value}", f"{city}{label}", role, code)
@@ -98,40 +92,6 @@ STAFF = [
 def _month_add(first: date, months: int) -> date:
     index = first.year * 12 + first.month - 1 + months
     return date(index // 12, index % 12 + 1, 1)
-
-
-def _split(kwh: Decimal, start: Decimal,
-           bands: list[tuple[Decimal | None, Decimal]]) -> list[tuple[int, Decimal, Decimal]]:
-    """Split ``kwh`` used after ``start`` kWh into (tier, kWh, price) by cumulative bands."""
-    parts, lower = [], Decimal(0)
-    for tier, (upper, price) in enumerate(bands, start=1):
-        lo, hi = max(start, lower), start + kwh if upper is None else min(start + kwh, upper)
-        if hi > lo:
-            parts.append((tier, hi - lo, price))
-        lower = upper if upper is not None else lower
-    return parts
-
-
-def _line(seq: int, kwh: Decimal, price: Decimal, text: str, tier: int | None = None,
-          register: str | None = None, kind: LineKind = LineKind.ENERGY) -> BillLine:
-    return BillLine(seq=seq, kind=kind, tier=tier, register=register, kwh=kwh,
-                    unit_price=price, amount_fen=round_to_fen(kwh * price), description=text)
-
-
-def _lines(spec: DemoAccount, regs: dict[str, Decimal], ytd: Decimal) -> list[BillLine]:
-    total = sum(regs.values(), Decimal(0))
-    if spec.tariff == "beijing-residential":
-        return [_line(i, k, p, f"第{t}档电量", tier=t)
-                for i, (t, k, p) in enumerate(_split(total, Decimal(0), BEIJING_TIERS), 1)]
-    prices = ZHEJIANG_TOU if spec.tariff == "zhejiang-residential" else BUSINESS_TOU
-    out = [_line(i, regs[r], prices[r], f"{REGISTER_ZH[r]}段电量", register=r)
-           for i, r in enumerate(prices, 1)]
-    if spec.tariff == "zhejiang-residential":
-        for tier, kwh, inc in _split(total, ytd, ZHEJIANG_INCREMENTS):
-            if inc:
-                out.append(_line(len(out) + 1, kwh, inc, f"第{tier}档加价电量", tier=tier,
-                                 kind=LineKind.TIER_INCREMENT))
-    return out
 
 
 def _registers(spec: DemoAccount, rng: random.Random, month: int) -> dict[str, Decimal]:
@@ -152,7 +112,8 @@ def is_seeded(session: Session) -> bool:
 
 
 def seed(session: Session, clock: Clock, today: date) -> None:
-    """Create the demo as of ``today`` (the utility's local date); the caller commits.
+    """Create the demo as of ``today`` (the utility's local date); the caller commits the
+    payments (the bill run commits each month it bills).
 
     Run it on an empty database (check ``is_seeded`` first).
     """
@@ -190,42 +151,53 @@ def seed(session: Session, clock: Clock, today: date) -> None:
 
         cumulative = {"total": Decimal(1000 + 1373 * n), "peak": Decimal(600 + 811 * n),
                       "flat": Decimal(400 + 97 * n), "valley": Decimal(400 + 562 * n)}
-        ytd = Decimal(0)
-        for i in range(MONTHS):
+        for i in range(-1, MONTHS):  # month -1: the reading the first bill counts from
             start = _month_add(first_period, i)
-            end = _month_add(start, 1) - timedelta(days=1)
-            period = f"{start:%Y-%m}"
-            if start.month == 1:
-                ytd = Decimal(0)
-            regs = _registers(spec, rng, start.month)
-            for r, kwh in regs.items():
-                cumulative[r] += kwh
-            total = sum(regs.values(), Decimal(0))
-            session.add(Reading(
-                meter_id=meter.id, period=period, read_on=end, created_at=now,
-                value_kwh=(sum((cumulative[r] for r in regs), Decimal(0)) if spec.tou
-                           else cumulative["total"]),
-                peak_kwh=cumulative["peak"] if spec.tou else None,
-                flat_kwh=cumulative["flat"] if "flat" in regs else None,
-                valley_kwh=cumulative["valley"] if spec.tou else None,
-                source=ReadingSource.UTILITY, status=ReadingStatus.ACCEPTED))
-            lines = _lines(spec, regs, ytd)
-            ytd += total
-            bill = Bill(
-                account_id=account.id, period=period, period_start=start, period_end=end,
-                kwh=total, peak_kwh=regs.get("peak"), flat_kwh=regs.get("flat"),
-                valley_kwh=regs.get("valley"), tariff_code=spec.tariff,
-                total_fen=sum(line.amount_fen for line in lines),
-                due_date=_month_add(start, 1).replace(day=25), created_at=now, lines=lines)
-            session.add(bill)
-            session.flush()
-            bills.issue(session, clock, bill)
-            if i < MONTHS - spec.unpaid_months:
-                paid_on = _month_add(start, 1).replace(day=18)
-                ledger.post(session, clock, account_id=account.id, bill_id=bill.id,
-                            kind=EntryKind.PAYMENT, amount_fen=-bill.total_fen,
-                            ref=f"demo-payment:{bill.id}", effective_on=paid_on,
-                            memo="demo payment")
+            if i >= 0:
+                regs = _registers(spec, rng, start.month)
+                if spec.spike_last_month and i == MONTHS - 1:
+                    regs = {r: kwh * 6 for r, kwh in regs.items()}
+                for r, kwh in regs.items():
+                    cumulative[r] += kwh
+            session.add(_reading(spec, meter, start, cumulative, now))
+    session.flush()
+    _bill_and_pay(session, clock, first_period)
+
+
+def _reading(spec: DemoAccount, meter: Meter, start: date, cumulative: dict[str, Decimal],
+             now: datetime) -> Reading:
+    registers = ("peak", "flat", "valley") if spec.customer_class is CustomerClass.BUSINESS \
+        else ("peak", "valley")
+    return Reading(
+        meter_id=meter.id, period=f"{start:%Y-%m}", created_at=now,
+        read_on=_month_add(start, 1) - timedelta(days=1), source=ReadingSource.UTILITY,
+        status=ReadingStatus.ACCEPTED,
+        value_kwh=(sum((cumulative[r] for r in registers), Decimal(0)) if spec.tou
+                   else cumulative["total"]),
+        peak_kwh=cumulative["peak"] if spec.tou else None,
+        flat_kwh=cumulative["flat"] if spec.tou and "flat" in registers else None,
+        valley_kwh=cumulative["valley"] if spec.tou else None)
+
+
+def _bill_and_pay(session: Session, clock: Clock, first_period: date) -> None:
+    """Run the bill run month by month (it commits each month), then pay the older bills."""
+    book = bill_run.load_book(session)
+    for i in range(MONTHS):
+        bill_run.run(session, clock, book, f"{_month_add(first_period, i):%Y-%m}")
+    unpaid = {spec.account_no: spec.unpaid_months for spec in ACCOUNTS}
+    issued = session.execute(
+        sa.select(Bill, ElectricityAccount.account_no).join(ElectricityAccount)
+        .where(Bill.status == BillStatus.ISSUED).order_by(Bill.account_id, Bill.period.desc()))
+    seen: dict[str, int] = {}
+    for bill, account_no in issued:
+        seen[account_no] = seen.get(account_no, 0) + 1
+        if seen[account_no] <= unpaid[account_no] or bill.total_fen == 0:
+            continue
+        ledger.post(session, clock, account_id=bill.account_id, bill_id=bill.id,
+                    kind=EntryKind.PAYMENT, amount_fen=-bill.total_fen,
+                    ref=f"demo-payment:{bill.id}",
+                    effective_on=_month_add(bill.period_start, 1).replace(day=18),
+                    memo="demo payment")
 
 
 def describe() -> list[str]:

@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from billing_adapter.base import BillingUnavailable
 from portal.extensions import db
 from portal.i18n import message_for
 from portal.kernel.errors import DomainError, NotFound
@@ -19,6 +20,14 @@ log = logging.getLogger(__name__)
 def _page(status: int, title: str, message: str) -> tuple[str, int]:
     return render_template("errors/error.html", status=status, title=title,
                            message=message), status
+
+
+def handle_billing_unavailable(error: BillingUnavailable) -> tuple[str, int, dict[str, str]]:
+    log.warning("billing system unavailable: %s", error)
+    db.session.rollback()
+    return *_page(503, _("Billing is briefly unavailable"),
+                  _("We cannot reach the billing system right now. Nothing was changed; please "
+                    "try again in a few minutes.")), {"Retry-After": "120"}
 
 
 def handle_domain_error(error: DomainError) -> tuple[str, int]:
@@ -58,6 +67,7 @@ def handle_unexpected(error: Exception) -> tuple[str, int]:
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(DomainError, handle_domain_error)
+    app.register_error_handler(BillingUnavailable, handle_billing_unavailable)
     app.register_error_handler(CSRFError, handle_csrf)
     app.register_error_handler(HTTPException, handle_http)
     app.register_error_handler(Exception, handle_unexpected)

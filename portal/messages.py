@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 
+from billing_adapter.local.verification import decode
+
 GENERIC = _l("Something in the request was not right. Please check it and try again.")
 
 MESSAGES = {
@@ -28,3 +30,33 @@ MESSAGES = {
     "staff_last_admin": _l("This is the last active administrator. Make someone else an "
                            "administrator first."),
 }
+
+# Why a bill is held for review (核), for staff; codes and their details come from
+# billing_adapter.local.verification (stored in Bill.review_reason as "code key=value ...").
+REVIEW_REASONS = {
+    "estimated_reading": _l("The reading is an estimate, not a meter reading."),
+    "zero_usage": _l("No electricity was used this period (0 kWh)."),
+    "usage_low": _l("Usage of %(kwh)s kWh is far below the average of %(average)s kWh over the "
+                    "previous %(months)s months."),
+    "usage_high": _l("Usage of %(kwh)s kWh is far above the average of %(average)s kWh over the "
+                     "previous %(months)s months."),
+    "reading_went_down": _l("Meter %(meter)s reads %(current)s kWh, lower than its previous "
+                            "reading of %(previous)s kWh, and the meter was not changed."),
+    "no_previous_reading": _l("Meter %(meter)s has no earlier reading, so its usage was counted "
+                              "from 0."),
+    "unknown_tariff": _l("The account's tariff is not in the tariff book; nothing was priced."),
+    "cannot_price": _l("The tariff cannot price this usage (not in force for the period, or the "
+                       "peak/flat/valley registers do not match it); nothing was priced."),
+}
+
+
+def review_reason_text(stored: str | None) -> list[str]:
+    """Each reason of a held bill's ``review_reason`` in the current language."""
+    texts = []
+    for hold in decode(stored):
+        params = dict(hold.detail)
+        try:
+            texts.append(str(REVIEW_REASONS[hold.reason.value]) % params)
+        except KeyError:  # a detail the words need is missing: say the code, do not fail
+            texts.append(hold.reason.value)
+    return texts

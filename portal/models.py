@@ -1,5 +1,7 @@
 """Every mapped model, imported in one place so the metadata (and Alembic) sees all tables."""
 
+from billing_adapter.local.models import TariffVersionRow
+from billing_adapter.local.postings import BillingPosting
 from portal.accounts.models import AccountLink, Customer, District, ElectricityAccount, Meter
 from portal.backoffice.models import StaffMember
 from portal.bills.models import Bill, BillLine
@@ -7,5 +9,6 @@ from portal.kernel.outbox import OutboxMessage
 from portal.ledger.models import LedgerEntry
 from portal.readings.models import Reading
 
-__all__ = ["AccountLink", "Bill", "BillLine", "Customer", "District", "ElectricityAccount",
-           "LedgerEntry", "Meter", "OutboxMessage", "Reading", "StaffMember"]
+__all__ = ["AccountLink", "Bill", "BillLine", "BillingPosting", "Customer", "District",
+           "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage", "Reading", "StaffMember",
+           "TariffVersionRow"]

@@ -7,6 +7,7 @@ when ``create_app`` (or a test) builds it.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -40,6 +41,29 @@ class Settings(BaseSettings):
     trusted_proxy_hops: int = Field(default=0, ge=0, le=5)  # reverse proxies in front of us
     staff_idle_minutes: int = Field(default=30, ge=1, le=240)  # staff signed out when idle
     staff_session_hours: int = Field(default=10, ge=1, le=24)  # and after this, whatever happens
+    # The bill run: a period's bill is due on this day of the following month.
+    bill_due_day: int = Field(default=25, ge=1, le=28)
+    # Bill verification (核): hold a bill whose kWh fall below / rise above these multiples of the
+    # trailing 6-month average, once the account has this many billed months among those six.
+    review_low_ratio: Decimal = Field(default=Decimal("0.3"), ge=0)
+    review_high_ratio: Decimal = Field(default=Decimal("3"), gt=1)
+    review_min_history_months: int = Field(default=3, ge=1, le=6)
+    # The billing system: the embedded engine, or an external one over docs/billing-api.md when
+    # a URL is set (a token must come with it).
+    billing_url: str | None = None
+    billing_token: SecretStr | None = None
+    billing_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    billing_retries: int = Field(default=2, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _billing_is_complete(self) -> Settings:
+        if self.billing_url and not self.billing_token:
+            raise SettingsError("DIANFEI_BILLING_URL is set without DIANFEI_BILLING_TOKEN; set "
+                                "both to use an external billing system, or neither")
+        if self.billing_url and self.env == "production" and \
+                not self.billing_url.startswith("https://"):
+            raise SettingsError("production refuses DIANFEI_BILLING_URL without https://")
+        return self
 
     @model_validator(mode="after")
     def _production_is_complete(self) -> Settings:

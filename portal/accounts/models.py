@@ -63,6 +63,8 @@ class ElectricityAccount(IdMixin, Base):
     customer_class: Mapped[CustomerClass] = mapped_column(str_enum(CustomerClass,
                                                                    "customer_class"))
     tariff_code: Mapped[str] = mapped_column(sa.String(64))
+    # Staff may waive late fees (违约金) on an account; the bill page and late-fee jobs honour it.
+    late_fee_waived: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime]
 
     district: Mapped[District] = relationship()

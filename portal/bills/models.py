@@ -35,6 +35,11 @@ BILL_MACHINE = StateMachine(
 )
 
 
+def charge_ref(bill_id: int) -> str:
+    """The ledger ref of an issued bill's charge: one entry per bill, whoever issues it."""
+    return f"bill:{bill_id}:charge"
+
+
 class LineKind(enum.StrEnum):
     ENERGY = "energy"          # kWh x price, one line per tier (and per TOU register)
     TIER_INCREMENT = "tier_increment"  # kWh above a tier threshold x the tier's extra price

@@ -10,7 +10,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from portal.bills.models import BILL_MACHINE, Bill, BillStatus
+from portal.bills.models import BILL_MACHINE, Bill, BillStatus, charge_ref
 from portal.kernel.clock import Clock
 from portal.kernel.errors import Conflict
 from portal.ledger import service as ledger
@@ -54,7 +54,7 @@ def issue(session: Session, clock: Clock, bill: Bill) -> None:
     if bill.total_fen > 0:
         ledger.post(session, clock, account_id=bill.account_id, bill_id=bill.id,
                     kind=EntryKind.CHARGE, amount_fen=bill.total_fen,
-                    ref=f"bill:{bill.id}:charge", effective_on=bill.due_date)
+                    ref=charge_ref(bill.id), effective_on=bill.due_date)
     session.refresh(bill)
 
 

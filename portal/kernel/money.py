@@ -4,6 +4,8 @@ Rules, each written once and tested in tests/portal/kernel/test_money.py:
 
 * ``round_to_fen``: a Decimal amount of yuan (kWh x price) becomes fen by ROUND_HALF_UP
   (四舍五入), the rule for every bill line. Lines are then summed as integers.
+* ``round_late_fee``: a late fee's exact total in Decimal fen (the sum of its daily accruals)
+  becomes whole fen once, ROUND_HALF_UP; never per day.
 * ``parse_yuan``: a yuan string from a person or a channel (``"12.30"``) becomes fen strictly:
   digits, an optional point and at most two decimals, no sign, no exponent, no spaces.
 * ``format_yuan``: fen become a display string (``"1,234.50"``) without touching a float.
@@ -58,3 +60,18 @@ def format_yuan(fen: int) -> str:
     sign = "-" if plain.startswith("-") else ""
     whole, frac = plain.lstrip("-").split(".")
     return f"{sign}{int(whole):,}.{frac}"
+
+
+LATE_FEE_ROUNDING = ROUND_HALF_UP
+
+
+def round_late_fee(fen: Decimal) -> int:
+    """A late fee's exact total, in Decimal fen (the sum of every day's accrual), becomes whole fen
+    ONCE, half up (四舍五入). A different site from ``round_to_fen``: the days are never rounded
+    one by one (the rule says 按日累加, and a 1-fen-a-day rounding would compound into real money).
+    """
+    if not isinstance(fen, Decimal):
+        raise TypeError(f"round_late_fee takes a Decimal, not {type(fen).__name__}")
+    if not fen.is_finite():
+        raise ValueError("amount must be finite")
+    return int(fen.quantize(Decimal(1), rounding=LATE_FEE_ROUNDING))

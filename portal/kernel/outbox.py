@@ -2,9 +2,10 @@
 
 ``enqueue`` adds the row inside the caller's transaction (so it exists exactly when the cause
 does); ``dispatch`` hands due rows to the handler for their topic and records the outcome. A
-handler that raises is retried with backoff; one that raises ``PermanentFailure``, or runs out
-of attempts, leaves the row ``dead`` for a person. The ``dedup_key`` is unique: enqueueing the
-same message twice writes one row.
+handler that raises is retried with backoff (capped at an hour); one that raises
+``PermanentFailure``, or runs out of attempts (``MAX_ATTEMPTS``, or the handler's own
+``max_attempts`` attribute), leaves the row ``dead`` for a person. The ``dedup_key`` is unique:
+enqueueing the same message twice writes one row.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from portal.kernel.db import Base, IdMixin, str_enum
 
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(hours=1)
 
 Handler = Callable[[dict[str, Any]], None]
 
@@ -72,8 +74,8 @@ def enqueue(session: Session, clock: Clock, topic: str, payload: dict[str, Any],
 
 
 def backoff(attempts: int) -> timedelta:
-    """Delay before attempt ``attempts + 1``: 30 s, 1 min, 2 min ... doubling."""
-    return BACKOFF_BASE * int(2 ** max(attempts - 1, 0))
+    """Delay before attempt ``attempts + 1``: 30 s, 1 min, 2 min ... doubling, at most an hour."""
+    return min(BACKOFF_BASE * (1 << min(max(attempts - 1, 0), 16)), BACKOFF_MAX)
 
 
 def dispatch(session: Session, clock: Clock, handlers: Mapping[str, Handler],
@@ -106,7 +108,7 @@ def dispatch(session: Session, clock: Clock, handlers: Mapping[str, Handler],
             message.status, message.last_error = OutboxStatus.DEAD, str(exc)[:2000]
         except Exception as exc:  # retried: any other error is taken as transient
             message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            if message.attempts >= MAX_ATTEMPTS:
+            if message.attempts >= getattr(handler, "max_attempts", MAX_ATTEMPTS):
                 message.status = OutboxStatus.DEAD
             else:
                 message.available_at = now + backoff(message.attempts)

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    flash,
+    get_template_attribute,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
+from billing_adapter.local.tariffs import TariffBook
 from portal import context
 from portal.accounts import service as accounts
 from portal.accounts.models import Customer
 from portal.backoffice.auth import is_staff_request
 from portal.backoffice.models import StaffMember
+from portal.bills import explain
 from portal.bills import service as bills
+from portal.bills.pdf import LineRow, render_bill
 from portal.extensions import db, limiter, login_manager
 from portal.i18n import message_for
 from portal.kernel.errors import DomainError, NotFound
@@ -166,14 +179,65 @@ def account_bills(account_id: int) -> ResponseReturnValue:
     return render_template("web/bills.html", account=account, rows=rows, owed=owed)
 
 
-@bp.get("/bills/<id:bill_id>")
-@login_required
-def bill_detail(bill_id: int) -> ResponseReturnValue:
+def _owned_bill(bill_id: int) -> bills.BillSummary:
+    """The bill with its lines and payment state, if it is on an account this customer linked;
+    otherwise NotFound, as if it did not exist. Every route showing a bill goes through here."""
     bill = bills.bill_with_lines(db.session, bill_id)
     if bill is None or not accounts.is_linked(db.session, current_user.id, bill.account_id):
         raise NotFound()
     (summary,) = bills.summaries(db.session, [bill], context.today())
-    return render_template("web/bill.html", bill=bill, summary=summary, account=bill.account)
+    return summary
+
+
+def _explained(summary: bills.BillSummary) -> dict[str, object]:
+    """Tier progress and the late fee so far: what the page and the PDF say beyond the lines."""
+    bill = summary.bill
+    book = TariffBook.from_db(db.session)
+    return {
+        "progress": explain.tier_progress(db.session, book, bill),
+        "fee": explain.accrued_late_fee(bill, bill.account, summary.owed_fen, context.today()),
+    }
+
+
+@bp.get("/bills/<id:bill_id>")
+@login_required
+def bill_detail(bill_id: int) -> ResponseReturnValue:
+    summary = _owned_bill(bill_id)
+    return render_template("web/bill.html", bill=summary.bill, summary=summary,
+                           account=summary.bill.account, **_explained(summary))
+
+
+@bp.get("/bills/<id:bill_id>.pdf")
+@login_required
+def bill_pdf(bill_id: int) -> ResponseReturnValue:
+    summary = _owned_bill(bill_id)
+    bill, account = summary.bill, summary.bill.account
+    extra = _explained(summary)
+
+    def macro(name: str, *args: object) -> str:
+        # a macro returns Markup (escaped for HTML); the PDF wants the plain text back
+        return str(get_template_attribute("macros/bills.html", name)(*args).unescape())
+
+    rows = [LineRow(macro("line_label", line).strip(), macro("line_derivation", line).strip(),
+                    line.amount_fen) for line in bill.lines]
+    notes = [macro(name, extra[key]).strip()
+             for key, name in (("progress", "progress_text"), ("fee", "late_fee_text"))
+             if extra[key] is not None]
+    labels = {
+        "title": _("Electricity bill for %(period)s", period=bill.period),
+        "account": _("Account"), "holder": _("Account holder"), "address": _("Address"),
+        "period": _("Billing period"), "kwh": _("Electricity used"), "tariff": _("Tariff"),
+        "due": _("Due date"), "item": _("Item"), "derivation": _("kWh × price = amount"),
+        "amount": _("Amount (yuan)"), "total": _("Total"),
+        "rule": _("Each line is kWh × price, rounded half up to the fen; the total is the sum "
+                  "of the lines."),
+    }
+    pdf = render_bill(bill, account, labels, rows, notes)
+    response = make_response(pdf)
+    response.mimetype = "application/pdf"
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="dianfei-{account.account_no}-{bill.period}.pdf"')
+    return response
 
 
 @bp.get("/accounts/<id:account_id>/usage")

@@ -100,3 +100,12 @@ def test_demo_seed_creates_staff_per_role_in_both_districts(app) -> None:
         assert [m.username for m in members if m.role is StaffRole.ADMIN] == ["admin"]
         assert not any(m.must_change_password for m in members)
         assert all((m.totp_secret is not None) == m.needs_totp for m in members)
+
+
+def test_demo_seed_loads_the_shipped_tariffs_every_time(app) -> None:
+    from billing_adapter.local.tariffs import TariffBook
+
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["demo", "seed"]).exit_code == 0
+    with app.app_context():
+        assert TariffBook.from_db(db.session) == TariffBook.shipped()

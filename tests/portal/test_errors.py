@@ -54,3 +54,19 @@ def test_number_formats() -> None:
     assert format_kwh(Decimal("1234.00")) == "1,234"
     assert format_kwh(Decimal("12.5")) == "12.50"
     assert format_price(Decimal("0.48830")) == "0.4883"
+
+
+def test_billing_unavailable_is_a_friendly_503_in_both_languages(app) -> None:
+    from billing_adapter.base import BillingUnavailable
+
+    @app.get("/billing-down")
+    def billing_down():  # type: ignore[no-untyped-def]
+        raise BillingUnavailable("GET /v1/accounts/{account_no}: HTTP 503")
+
+    english = app.test_client().get("/billing-down?lang=en")
+    assert english.status_code == 503 and english.headers["Retry-After"] == "120"
+    assert "try again in a few minutes" in text_of(english)
+    assert "HTTP 503" not in text_of(english)
+    chinese = app.test_client().get("/billing-down?lang=zh")
+    assert chinese.status_code == 503
+    assert "计费系统" in text_of(chinese)

@@ -37,3 +37,14 @@ def test_environment_is_typed(monkeypatch) -> None:
     monkeypatch.setenv("DIANFEI_SESSION_MINUTES", "many")
     with pytest.raises(ValueError, match="session_minutes"):
         Settings()
+
+
+def test_an_external_billing_system_needs_its_token() -> None:
+    with pytest.raises(SettingsError, match="DIANFEI_BILLING_TOKEN"):
+        Settings(billing_url="https://billing.example.com")
+    assert Settings(billing_url="http://127.0.0.1:9", billing_token="t").billing_retries == 2
+
+
+def test_production_talks_to_billing_over_https_only() -> None:
+    with pytest.raises(SettingsError, match="https"):
+        Settings(env="production", billing_url="http://billing.example.com", billing_token="t")

@@ -9,6 +9,7 @@ from portal.kernel.money import (
     fen_to_yuan_str,
     format_yuan,
     parse_yuan,
+    round_late_fee,
     round_to_fen,
 )
 
@@ -80,3 +81,18 @@ def test_fen_must_be_int() -> None:
         fen_to_yuan_str(1.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         fen_to_yuan_str(True)
+
+
+@pytest.mark.parametrize(("fen", "rounded"), [
+    (Decimal("150.5"), 151), (Decimal("150.4999"), 150), (Decimal("3703.701"), 3704),
+    (Decimal("0.5"), 1), (Decimal(0), 0),
+])
+def test_round_late_fee_rounds_the_total_half_up(fen: Decimal, rounded: int) -> None:
+    assert round_late_fee(fen) == rounded
+
+
+def test_round_late_fee_takes_a_finite_decimal() -> None:
+    with pytest.raises(TypeError):
+        round_late_fee(150.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="finite"):
+        round_late_fee(Decimal("Infinity"))

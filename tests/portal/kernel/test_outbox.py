@@ -79,3 +79,26 @@ def test_permanent_failure_and_exhaustion_go_dead(session, clock) -> None:
 
 def test_backoff_doubles() -> None:
     assert [outbox.backoff(n).total_seconds() for n in (1, 2, 3)] == [30, 60, 120]
+
+
+def test_backoff_stops_growing_at_an_hour() -> None:
+    assert outbox.backoff(8).total_seconds() == 3600
+    assert outbox.backoff(500) == outbox.BACKOFF_MAX
+
+
+def test_a_handler_may_keep_trying_longer(session, clock) -> None:
+    class Patient:
+        max_attempts = outbox.MAX_ATTEMPTS + 2
+
+        def __call__(self, payload: dict) -> None:
+            raise ConnectionError("still down")
+
+    outbox.enqueue(session, clock, "patient", {}, "k-patient")
+    session.commit()
+    for _ in range(outbox.MAX_ATTEMPTS + 1):
+        outbox.dispatch(session, clock, {"patient": Patient()})
+        clock.advance(outbox.BACKOFF_MAX)
+    [row] = _rows(session)
+    assert (row.status, row.attempts) == (OutboxStatus.PENDING, outbox.MAX_ATTEMPTS + 1)
+    outbox.dispatch(session, clock, {"patient": Patient()})
+    assert _rows(session)[0].status is OutboxStatus.DEAD

@@ -40,7 +40,7 @@ def test_journey_signup_link_bills_bill_usage(app, web, demo) -> None:
 
     bill_id = _bill_id(app, "1100000005", "2026-11")
     page = text_of(web.get(f"/bills/{bill_id}"))
-    assert "第1档电量" in page and "0.4883" in page and "合计" in page
+    assert "电度电费" in page and "0.4883" in page and "合计" in page  # computed lines
     assert "四舍五入" in page
 
     usage = web.get(account_url.replace("/bills", "/usage"))

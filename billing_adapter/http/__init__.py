@@ -1,0 +1,1 @@
+"""The HTTP adapter to an external billing system (docs/billing-api.md)."""

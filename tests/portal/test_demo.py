@@ -1,0 +1,57 @@
+"""The demo's bills come from the bill run: computed from its readings, one held for review."""
+
+from datetime import date
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from billing_adapter.local.pricing import Usage, quote
+from billing_adapter.local.tariffs import TariffBook
+from portal.accounts.models import ElectricityAccount
+from portal.bills import service as bills
+from portal.bills.models import Bill, BillStatus
+from portal.ledger import service as ledger
+from portal.readings.models import Reading
+
+
+def _bill(session, account_no: str, period: str) -> Bill:
+    return session.scalars(sa.select(Bill).join(ElectricityAccount).where(
+        ElectricityAccount.account_no == account_no, Bill.period == period)).one()
+
+
+def test_demo_bills_are_the_engines_prices_of_the_readings(session, demo) -> None:
+    bill = _bill(session, "3300000001", "2026-11")
+    readings = session.scalars(sa.select(Reading).where(
+        Reading.meter_id == bill.account.meters[0].id,
+        Reading.period.in_(["2026-10", "2026-11"])).order_by(Reading.period)).all()
+    peak = readings[1].peak_kwh - readings[0].peak_kwh
+    valley = readings[1].valley_kwh - readings[0].valley_kwh
+    prior = sum((b.kwh for b in session.scalars(sa.select(Bill).where(
+        Bill.account_id == bill.account_id, Bill.period.between("2026-01", "2026-10")))),
+        Decimal(0))
+    expected = quote(TariffBook.shipped(), "zhejiang-residential", date(2026, 11, 1),
+                     date(2026, 11, 30), Usage(peak + valley, peak_kwh=peak, valley_kwh=valley),
+                     prior)
+    assert bill.total_fen == expected.total_fen
+    assert [line.amount_fen for line in bill.lines] == [line.amount_fen for line in
+                                                         expected.lines]
+
+
+def test_one_demo_bill_waits_for_review_and_one_is_overdue(session, demo) -> None:
+    held = session.scalars(sa.select(Bill).where(Bill.status != BillStatus.ISSUED)).all()
+    assert [(b.account.account_no, b.period) for b in held] == [("1100000001", "2026-11")]
+    assert held[0].review_reason.startswith("usage_high ")
+    assert ledger.owed_by_bill(session, [held[0].id])[held[0].id] == 0  # nothing charged
+
+    overdue = _bill(session, "1100000002", "2026-10")
+    owed = ledger.owed_by_bill(session, [overdue.id])[overdue.id]
+    assert owed == overdue.total_fen > 0
+    assert bills.payment_state(overdue, owed, date(2026, 12, 3)) is bills.PaymentState.OVERDUE
+    paid = _bill(session, "1100000002", "2026-09")
+    assert ledger.owed_by_bill(session, [paid.id])[paid.id] == 0
+
+
+def test_rerunning_a_demo_month_changes_nothing(app, demo) -> None:
+    result = app.test_cli_runner().invoke(args=["billing", "run", "--period", "2026-11"])
+    assert result.exit_code == 0, result.output
+    assert "Nothing to do for 2026-11: 5 accounts were billed already" in result.output
