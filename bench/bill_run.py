@@ -79,7 +79,7 @@ def _build(conn: sa.Connection, accounts: int) -> None:
                     WHEN i % 10 = 8 THEN 400 + m * (use - peak) END,
                'utility', 'accepted', :now
         FROM generate_series(1, :n) AS i,
-             LATERAL (SELECT 50 + (i * 7919) % 600 AS use) u,
+             LATERAL (SELECT 50 + (i::bigint * 7919) % 600 AS use) u,
              LATERAL (SELECT CASE WHEN i % 10 = 9 THEN use * 40 / 100 ELSE use * 58 / 100 END
                              AS peak, use * 35 / 100 AS flat) r,
              generate_series(0, :months - 1) AS m,
