@@ -1,5 +1,6 @@
 """Every mapped model, imported in one place so the metadata (and Alembic) sees all tables."""
 
+from payments.models import PaymentEvent, PaymentOrder, PaymentOrderBill, Refund
 from portal.accounts.models import AccountLink, Customer, District, ElectricityAccount, Meter
 from portal.bills.models import Bill, BillLine
 from portal.kernel.outbox import OutboxMessage
@@ -7,4 +8,5 @@ from portal.ledger.models import LedgerEntry
 from portal.readings.models import Reading
 
 __all__ = ["AccountLink", "Bill", "BillLine", "Customer", "District", "ElectricityAccount",
-           "LedgerEntry", "Meter", "OutboxMessage", "Reading"]
+           "LedgerEntry", "Meter", "OutboxMessage", "PaymentEvent",
+           "PaymentOrder", "PaymentOrderBill", "Reading", "Refund"]

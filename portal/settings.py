@@ -7,16 +7,35 @@ when ``create_app`` (or a test) builds it.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from payments.channels.alipay import AlipaySettings
+from payments.channels.stripe import StripeSettings
+from payments.channels.wechat import WechatPaySettings
+from payments.janitor import JanitorPolicy
+
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
 MIN_SECRET_LENGTH = 32
+
+
+def is_sandbox_url(url: str) -> bool:
+    """A gateway production must not talk to: plain HTTP, loopback, or a sandbox host."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost" or host.endswith(".localhost")
+    return (parts.scheme != "https" or loopback or "sandbox" in host
+            or host.endswith("alipaydev.com"))
 
 
 class SettingsError(RuntimeError):
@@ -24,7 +43,8 @@ class SettingsError(RuntimeError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DIANFEI_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="DIANFEI_", extra="ignore", frozen=True,
+                                      env_nested_delimiter="__")
 
     env: Literal["development", "production", "test"] = "development"
     secret_key: SecretStr | None = None
@@ -38,6 +58,13 @@ class Settings(BaseSettings):
     session_cookie_secure: bool | None = None  # default: on in production
     session_minutes: int = Field(default=120, ge=5, le=24 * 60)
     trusted_proxy_hops: int = Field(default=0, ge=0, le=5)  # reverse proxies in front of us
+    # Payments: a channel is enabled exactly when its settings exist (DIANFEI_WECHATPAY__MCHID=..)
+    wechatpay: WechatPaySettings | None = None
+    alipay: AlipaySettings | None = None
+    stripe: StripeSettings | None = None
+    payments: JanitorPolicy = JanitorPolicy()  # order lifetime, queries: DIANFEI_PAYMENTS__*
+    public_url: str = "http://127.0.0.1:5000"  # how channels reach us: notify and return URLs
+    sandbox: bool = False  # demo: the channels point at payments.sandbox gateways
 
     @model_validator(mode="after")
     def _production_is_complete(self) -> Settings:
@@ -54,6 +81,21 @@ class Settings(BaseSettings):
             missing.append("DIANFEI_BROKER_URL (a Redis URL, not the embedded SQLite broker)")
         if self.ratelimit_storage_url.startswith("memory"):
             missing.append("DIANFEI_RATELIMIT_STORAGE_URL (Redis, shared by every web process)")
+        if self.sandbox:
+            missing.append("DIANFEI_SANDBOX=0 (the payment sandbox is for the demo only)")
+        gateways = {"DIANFEI_WECHATPAY__GATEWAY_URL": self.wechatpay and self.wechatpay.gateway_url,
+                    "DIANFEI_ALIPAY__GATEWAY_URL": self.alipay and self.alipay.gateway_url,
+                    "DIANFEI_STRIPE__API_BASE": self.stripe and self.stripe.api_base}
+        missing += [f"{name} (a real HTTPS gateway, not a sandbox or loopback one)"
+                    for name, url in gateways.items() if url and is_sandbox_url(url)]
+        if self.wechatpay is not None and self.wechatpay.sandbox:
+            missing.append("DIANFEI_WECHATPAY__SANDBOX=0")
+        if self.stripe is not None and not self.stripe.livemode:
+            missing.append("DIANFEI_STRIPE__SECRET_KEY (a live key, not a test key)")
+        if (self.wechatpay or self.alipay or self.stripe) and not self.public_url.startswith(
+                "https://"):
+            missing.append("DIANFEI_PUBLIC_URL (the portal's public https:// address, for "
+                           "payment notifications)")
         if missing:
             raise SettingsError("production mode refuses to start; set " + "; ".join(missing))
         return self
