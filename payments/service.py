@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")
 POST_PAYMENT_TOPIC = "billing.post_payment"
+REVERSE_PAYMENT_TOPIC = "billing.reverse_payment"
 MAX_TOPUP_FEN = 10_000_000  # 100,000 yuan: a typing slip, not a top-up
 
 
@@ -457,3 +458,10 @@ def _finish_refund(session: Session, clock: Clock, refund: Refund, result: Refun
                     amount_fen=refund.amount_fen, ref=f"refund:{refund.refund_no}",
                     effective_on=local_today(clock, zone),
                     memo=f"refund of {order.order_no}")
+        account_no = session.scalar(sa.select(ElectricityAccount.account_no)
+                                    .where(ElectricityAccount.id == order.account_id))
+        outbox.enqueue(session, clock, REVERSE_PAYMENT_TOPIC, {
+            "order_no": order.order_no, "refund_no": refund.refund_no, "account_no": account_no,
+            "amount_fen": refund.amount_fen, "full": refund.amount_fen == order.amount_fen,
+            "refunded_at": now.isoformat(), "channel": order.channel,
+        }, dedup_key=f"reverse:{order.order_no}:{refund.refund_no}")

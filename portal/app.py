@@ -10,7 +10,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import portal.models  # noqa: F401  (every table is mapped before the database is touched)
-from portal import cli, context, errors, i18n, security, templating, urls
+from portal import cli, context, errors, i18n, payment_channels, security, templating, urls
 from portal.celery_app import celery_init_app
 from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
 from portal.kernel.clock import Clock, SystemClock
@@ -74,7 +74,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     security.init_app(app)
     celery_init_app(app)
     cli.init_app(app)
+    payment_channels.init_app(app, settings)
 
     from portal.web.views import bp as web_bp
+    from portal.webhooks.views import bp as webhooks_bp
     app.register_blueprint(web_bp)
+    app.register_blueprint(webhooks_bp)
     return app

@@ -30,13 +30,15 @@ class FakeChannel:
     closed: list[str] = field(default_factory=list)
     refunds: list[RefundRequest] = field(default_factory=list)
     refund_queries: list[RefundRequest] = field(default_factory=list)
-    fail_next: list[Exception] = field(default_factory=list)
+    fail_next: list[Exception | None] = field(default_factory=list)  # per call; None: answer
     refund_state: RefundState = RefundState.PENDING
     query_refund_state: RefundState = RefundState.SUCCEEDED
 
     def _maybe_fail(self) -> None:
         if self.fail_next:
-            raise self.fail_next.pop(0)
+            exc = self.fail_next.pop(0)
+            if exc is not None:
+                raise exc
 
     def create(self, order: OrderRequest) -> Checkout:
         self._maybe_fail()

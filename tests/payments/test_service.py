@@ -346,6 +346,10 @@ def test_refund_retries_reuse_the_refund_number_and_debit_the_ledger_once(sessio
         LedgerEntry.kind == EntryKind.REFUND)).all()
     assert [(r.amount_fen, r.ref) for r in refunds] == [(8000, f"refund:{refund.refund_no}")]
     assert ledger.owed_by_account(session, [account_id]) == {account_id: 8000}
+    reverse = session.scalars(sa.select(OutboxMessage).where(
+        OutboxMessage.topic == "billing.reverse_payment")).one()
+    assert reverse.dedup_key == f"reverse:{order.order_no}:{refund.refund_no}"
+    assert reverse.payload["amount_fen"] == 8000 and reverse.payload["full"] is True
 
 
 def test_a_refused_refund_fails_and_frees_the_amount(session, clock, two_bills):
