@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from payments import janitor, service
-from payments.channels.base import ChannelError, ChannelUnavailable, Scene
+from payments.channels.base import ChannelUnavailable, Scene
 from payments.models import PaymentOrder
 from payments.states import OrderStatus, RefundStatus
 from portal.bills import service as bills
