@@ -166,7 +166,8 @@ def test_close_after_success_says_already_paid(rig: Rig) -> None:
     assert rig.channel.query("D20261203000001", ref).state is TradeState.SUCCEEDED
 
 
-def test_close_racing_a_payment_says_already_paid(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_close_racing_a_payment_says_already_paid(rig: Rig,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     ref = rig.channel.create(order()).channel_ref
     stale = rig.channel._intent("D20261203000001", ref)
     rig.pay(ref or "")  # paid between our read and our cancel
