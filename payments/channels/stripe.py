@@ -176,7 +176,8 @@ class StripeChannel:
     def fetch_statement(self, day: date) -> list[StatementRow]:
         """The day's payments and refunds (business day in ``settings.timezone``).
 
-        Amounts come from the charge or refund itself (CNY fen). Stripe books fees in the
+        Amounts are magnitudes from the charge or refund itself (CNY fen; ``kind`` gives the
+        direction, as for the other channels). Stripe books fees in the
         account's settlement currency: ``fee_fen`` is that fee when it settles in CNY, else 0.
         """
         zone = ZoneInfo(self.settings.timezone)
@@ -206,7 +207,7 @@ class StripeChannel:
                 channel_trade_no=intent["id"],
                 kind=kind,
                 amount_fen=int(source["amount"]),
-                fee_fen=int(txn["fee"]) if txn["currency"] == "cny" else 0,
+                fee_fen=abs(int(txn["fee"])) if txn["currency"] == "cny" else 0,
                 occurred_at=datetime.fromtimestamp(txn["created"], UTC),
                 refund_no=(source.get("metadata") or {}).get("refund_no") if kind == "refund"
                 else None,
@@ -277,10 +278,8 @@ class StripeChannel:
             raise ChannelError("order_mismatch", intent["id"])
         state = _TRADE_STATES.get(intent["status"], TradeState.PENDING)
         received = int(intent["amount_received"])
-        if state is TradeState.SUCCEEDED and paid_at is None:
-            charge = intent.get("latest_charge")
-            if isinstance(charge, dict):
-                paid_at = datetime.fromtimestamp(charge["created"], UTC)
+        if state is TradeState.SUCCEEDED and paid_at is None:  # queried with latest_charge expanded
+            paid_at = datetime.fromtimestamp(intent["latest_charge"]["created"], UTC)
         return Trade(order_no=order_no, state=state,
                      amount_fen=received if state is TradeState.SUCCEEDED else None,
                      currency="CNY", channel_trade_no=intent["id"],
@@ -326,8 +325,7 @@ class StripeChannel:
 
 
 def _refund_result(refund_no: str, refund: dict[str, Any]) -> RefundResult:
-    if refund["currency"] != "cny":
-        raise ChannelError("currency_mismatch", refund["id"])
+    # in CNY fen: refunds are only made on our own intents, which ``create`` makes in CNY
     return RefundResult(refund_no=refund_no,
                         state=_REFUND_STATES.get(refund["status"], RefundState.PENDING),
                         channel_refund_no=refund["id"], amount_fen=int(refund["amount"]))

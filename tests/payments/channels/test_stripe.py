@@ -413,3 +413,38 @@ def test_settings_refuse_keys_of_the_wrong_kind() -> None:
                           webhook_secret="whsec_x")
     assert live.livemode and live.js_url == "https://js.stripe.com/v3/"
     assert live.api_base == "https://api.stripe.com"
+
+
+def _raw_intent(rig: Rig, **form: str) -> str:
+    """An intent made behind our back (dashboard, another integration) on the same account."""
+    reply = requests.post(f"{rig.url}/v1/payment_intents", data=form, timeout=10,
+                          headers={"Authorization": f"Bearer {rig.keys.secret_key}"})
+    return str(reply.json()["id"])
+
+
+def test_foreign_intents_are_not_ours(rig: Rig) -> None:
+    dollars = _raw_intent(rig, amount="500", currency="usd", **{"metadata[order_no]": "D9"})
+    unmarked = _raw_intent(rig, amount="700", currency="cny")
+    ours = rig.channel.create(order("D1", 900)).channel_ref or ""
+    for pi_id in (dollars, unmarked, ours):
+        rig.gateway.confirm(pi_id)
+    rig.gateway._book("payout", -800, 0, "po_1", int(time.time()))
+
+    with pytest.raises(ChannelError) as caught:
+        rig.channel.query("D9", dollars)
+    assert caught.value.code == "currency_mismatch"
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    assert [(r.order_no, r.amount_fen) for r in rig.channel.fetch_statement(today)] == [
+        ("D1", 900)]
+
+
+def test_close_racing_another_close_is_fine(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = rig.channel.create(order()).channel_ref
+    stale = rig.channel._intent("D20261203000001", ref)
+    rig.channel.close("D20261203000001", ref)  # someone else closed it meanwhile
+    reads = iter([stale])
+    real = rig.channel._intent
+    monkeypatch.setattr(rig.channel, "_intent",
+                        lambda *a, **k: next(reads, None) or real(*a, **k))
+    rig.channel.close("D20261203000001", ref)
+    assert rig.channel.query("D20261203000001", ref).state is TradeState.CLOSED

@@ -270,3 +270,18 @@ submit({ preventDefault() {} });
 console.log(navigations[0]);
 console.log(button.disabled ? "button disabled" : "button enabled");
 """
+
+
+def test_refunds_until_nothing_is_left(wsgi_server: Serve) -> None:
+    keys = generate_keys()
+    url, gateway = serve(wsgi_server, keys, None)
+    pi_id = StripeChannel(channel_settings(keys, url)).create(order(amount_fen=300)).channel_ref
+    gateway.confirm(pi_id or "")
+    full = requests.post(f"{url}/v1/refunds", data={"payment_intent": pi_id}, headers=auth(keys),
+                         timeout=10).json()
+    again = requests.post(f"{url}/v1/refunds", data={"payment_intent": pi_id},
+                          headers=auth(keys), timeout=10)
+    fetched = requests.get(f"{url}/v1/refunds/{full['id']}", headers=auth(keys), timeout=10)
+    assert full["amount"] == 300 and fetched.json() == full
+    assert again.json()["error"]["code"] == "charge_already_refunded"
+    assert gateway.objects[full["charge"]]["refunded"] is True
