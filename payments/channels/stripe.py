@@ -349,6 +349,8 @@ def _calls() -> Iterator[None]:
         raise ChannelUnavailable(str(exc.user_message or exc)) from exc
     except (stripe.CardError, stripe.InvalidRequestError) as exc:
         raise ChannelError(exc.code or "invalid_request", str(exc.user_message or "")) from exc
-    except stripe.StripeError as exc:
-        code = exc.code or type(exc).__name__
+    except (stripe.AuthenticationError, stripe.PermissionError) as exc:  # our keys are wrong
+        raise ChannelError("authentication_failed", str(exc.user_message or "")) from exc
+    except stripe.StripeError as exc:  # e.g. idempotency_error
+        code = exc.code or (exc.error.type if exc.error else None) or "stripe_error"
         raise ChannelError(code, str(exc.user_message or "")) from exc

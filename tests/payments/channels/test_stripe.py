@@ -115,6 +115,9 @@ def test_create_other_order_other_intent_and_refuses_other_currencies(rig: Rig) 
     with pytest.raises(ChannelError) as caught:
         rig.channel.create(OrderRequest(**{**order("D3").__dict__, "currency": "USD"}))
     assert caught.value.code == "unsupported_currency"
+    with pytest.raises(ChannelError) as changed:  # same order number, other amount: a bug of ours
+        rig.channel.create(order("D1", 1))
+    assert changed.value.code == "idempotency_error"
 
 
 def test_query_follows_the_intent(rig: Rig) -> None:
@@ -269,6 +272,7 @@ def test_wrong_api_key_is_a_channel_error(rig: Rig) -> None:
     with pytest.raises(ChannelError) as caught:
         other.create(order())
     assert not isinstance(caught.value, ChannelUnavailable)
+    assert caught.value.code == "authentication_failed"
 
 
 def test_server_error_is_unavailable(wsgi_server: Callable[[Callable[[str], Any]], str]) -> None:
