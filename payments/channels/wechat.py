@@ -405,9 +405,8 @@ def _field(data: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def _fen(value: Any) -> int | None:
-    if value is None:
-        return None
+def _fen(amount: Any, key: str) -> int:
+    value = amount.get(key) if isinstance(amount, dict) else None
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ChannelError("bad_amount", f"amount is not a whole number of fen: {value!r}")
     return value
@@ -434,14 +433,12 @@ def _trade(data: Mapping[str, Any]) -> Trade | None:
     state = TRADE_STATES.get(str(raw_state))
     if state is None:
         raise ChannelError("unknown_trade_state", f"unknown trade_state {raw_state!r}")
-    amount = data.get("amount")
-    if not isinstance(amount, dict):
-        amount = {}
+    amount: Any = data.get("amount")
     return Trade(
         order_no=order_no,
         state=state,
-        amount_fen=_fen(amount.get("total")),
-        currency=str(amount.get("currency") or "CNY"),
+        amount_fen=_fen(amount, "total"),
+        currency=str(amount.get("currency")),  # _fen made sure amount is a dict
         channel_trade_no=data.get("transaction_id") or None,
         paid_at=_time(data.get("success_time")),
     )
@@ -453,14 +450,11 @@ def _refund_result(data: Mapping[str, Any], refund_no: str) -> RefundResult:
     state = REFUND_STATES.get(str(data.get("status")))
     if state is None:
         raise ChannelError("unknown_refund_state", f"unknown status {data.get('status')!r}")
-    amount = data.get("amount")
-    if not isinstance(amount, dict):
-        amount = {}
     return RefundResult(
         refund_no=refund_no,
         state=state,
         channel_refund_no=data.get("refund_id") or None,
-        amount_fen=_fen(amount.get("refund")),
+        amount_fen=_fen(data.get("amount"), "refund"),
     )
 
 

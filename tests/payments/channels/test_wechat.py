@@ -33,6 +33,7 @@ from payments.channels.wechat import WechatPayChannel, WechatPaySettings, parse_
 from payments.sandbox.wechat import (
     WechatSandbox,
     WechatSandboxKeys,
+    _signed_headers,
     channel_settings,
     generate_keys,
     make_gateway,
@@ -168,6 +169,12 @@ def test_jsapi_order_needs_the_payer_openid(world: World) -> None:
     with pytest.raises(ChannelError) as info:
         world.channel.create(order(scene=Scene.MINIPROGRAM))
     assert info.value.code == "openid_required"
+
+
+def test_a_library_refusal_is_not_hidden(world: World) -> None:
+    with pytest.raises(Exception, match="description is not assigned"):
+        world.channel.create(order(description=""))
+    assert world.gateway.orders == {}
 
 
 def test_only_cny(world: World) -> None:
@@ -585,8 +592,6 @@ def test_an_unknown_serial_is_rejected_without_calling_the_network(
 
 
 def _signed_body(keys: WechatSandboxKeys, body: str) -> tuple[dict[str, str], bytes]:
-    from payments.sandbox.wechat import _signed_headers
-
     return _signed_headers(keys.platform_private_key_pem, keys.public_key_id, body, STAMP), (
         body.encode()
     )
@@ -632,8 +637,10 @@ def test_a_body_that_is_not_utf8_is_400(
         {"out_trade_no": "DF1", "trade_state": "SUCCESS", "amount": {"total": 1},
          "success_time": "2026-12-03T10:00:00"},
         {"trade_state": "SUCCESS", "amount": {"total": 1}},
+        {"out_trade_no": "DF1", "trade_state": "SUCCESS"},
+        {"out_trade_no": "DF1", "trade_state": "SUCCESS", "amount": {"currency": "CNY"}},
     ],
-    ids=["state", "amount", "time", "naive-time", "no-order"],
+    ids=["state", "amount", "time", "naive-time", "no-order", "no-amount", "no-total"],
 )
 def test_a_signed_transaction_with_bad_fields_is_400(
     channel: WechatPayChannel, keys: WechatSandboxKeys, resource: dict[str, Any]
@@ -706,3 +713,108 @@ def test_sandbox_settings_are_recognisable(
 ) -> None:
     settings = channel_settings(keys, gateway, None).model_copy(update={"sandbox": sandbox})
     assert settings.uses_sandbox is expected
+
+
+# -- a gateway giving odd answers (correctly signed) ------------------------------------------
+
+
+@pytest.fixture
+def rogue(
+    keys: WechatSandboxKeys, wsgi_server: Callable[..., str]
+) -> Callable[..., WechatPayChannel]:
+    """A channel talking to a gateway that answers every request with one signed reply."""
+
+    def build(status: int, data: Any, content_type: str = "application/json") -> WechatPayChannel:
+        body = data if isinstance(data, str) else json.dumps(data)
+
+        def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            headers = _signed_headers(keys.platform_private_key_pem, keys.public_key_id, body)
+            response = Response(body, status=status, headers=headers, content_type=content_type)
+            return response(environ, start_response)
+
+        url = wsgi_server(lambda base: app)
+        return WechatPayChannel(channel_settings(keys, url, None))
+
+    return build
+
+
+def test_a_query_answer_about_another_merchant_is_refused(
+    rogue: Callable[..., WechatPayChannel], keys: WechatSandboxKeys
+) -> None:
+    answer = {"appid": keys.appid, "mchid": "1900000000", "out_trade_no": "DF20261203000001",
+              "trade_state": "SUCCESS", "amount": {"total": 1}}
+    with pytest.raises(ChannelError) as info:
+        rogue(200, answer).query("DF20261203000001")
+    assert info.value.code == "merchant_mismatch"
+
+
+def test_a_query_answer_about_another_order_is_refused(
+    rogue: Callable[..., WechatPayChannel], keys: WechatSandboxKeys
+) -> None:
+    answer = {"appid": keys.appid, "mchid": keys.mchid, "out_trade_no": "DF-OTHER",
+              "trade_state": "SUCCESS", "amount": {"total": 1}}
+    with pytest.raises(ChannelError) as info:
+        rogue(200, answer).query("DF20261203000001")
+    assert info.value.code == "bad_response"
+
+
+@pytest.mark.parametrize(
+    ("answer", "content_type"),
+    [("not json", "application/json"), ("[]", "application/json"), ("<xml/>", "text/xml"),
+     ({"prepay_id": "wx1"}, "application/json")],
+    ids=["garbage", "not-object", "not-json-type", "no-code-url"],
+)
+def test_unreadable_answers_are_unavailable(
+    rogue: Callable[..., WechatPayChannel], answer: Any, content_type: str
+) -> None:
+    with pytest.raises(ChannelUnavailable):
+        rogue(200, answer, content_type).create(order())
+
+
+@pytest.mark.parametrize("method", ["query", "close", "statement"])
+def test_other_errors_pass_through(rogue: Callable[..., WechatPayChannel], method: str) -> None:
+    channel = rogue(400, {"code": "PARAM_ERROR", "message": "参数错误"})
+    with pytest.raises(ChannelError) as info:
+        if method == "statement":
+            channel.fetch_statement(date(2026, 12, 3))
+        else:
+            getattr(channel, method)("DF20261203000001")
+    assert info.value.code == "PARAM_ERROR"
+    assert info.value.message == "参数错误"
+
+
+def test_a_close_that_times_out_is_unavailable(rogue: Callable[..., WechatPayChannel]) -> None:
+    with pytest.raises(ChannelUnavailable):
+        rogue(502, "bad gateway", "text/html").close("DF20261203000001")
+
+
+def test_an_error_without_a_code_is_named_by_its_status(
+    rogue: Callable[..., WechatPayChannel],
+) -> None:
+    with pytest.raises(ChannelError) as info:
+        rogue(403, "forbidden", "text/plain").query("DF20261203000001")
+    assert info.value.code == "HTTP_403"
+
+
+def test_a_bill_link_to_another_host_is_not_followed(
+    rogue: Callable[..., WechatPayChannel],
+) -> None:
+    answer = {"hash_type": "SHA1", "hash_value": "00",
+              "download_url": "https://evil.example/v3/billdownload/file?token=x"}
+    with pytest.raises(ChannelError) as info:
+        rogue(200, answer).fetch_statement(date(2026, 12, 3))
+    assert info.value.code == "bad_download_url"
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [({"out_refund_no": "RF-OTHER", "status": "SUCCESS"}, "bad_response"),
+     ({"out_refund_no": "RF20261203000001", "status": "WEIRD"}, "unknown_refund_state"),
+     ({"out_refund_no": "RF20261203000001", "status": "SUCCESS"}, "bad_amount")],
+)
+def test_odd_refund_answers_are_refused(
+    rogue: Callable[..., WechatPayChannel], answer: dict[str, Any], code: str
+) -> None:
+    with pytest.raises(ChannelError) as info:
+        rogue(200, answer).query_refund(refund_request())
+    assert info.value.code == code
