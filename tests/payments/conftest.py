@@ -39,7 +39,9 @@ def wsgi_server() -> Iterator[Callable[[Callable[[str], WSGIApp]], str]]:
         server = make_server("127.0.0.1", 0, late, threaded=True, request_handler=_QuietHandler)
         base_url = f"http://127.0.0.1:{server.port}"
         late.app = factory(base_url)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         thread.start()
         servers.append((server, thread))
         return base_url
