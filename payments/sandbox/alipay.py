@@ -18,7 +18,8 @@ Routes (relative to ``public_url``, which may carry a port and a path prefix):
 * ``GET /bill/<token>.zip``: a bill handed out by the download-URL method.
 * Test controls: ``POST /sandbox/pay/<out_trade_no>`` (pay and notify, JSON answer),
   ``POST /sandbox/notify/<out_trade_no>`` (send the current state's notification again),
-  ``POST /sandbox/fail-next?status=503`` (the next gateway call answers that HTTP status).
+  ``POST /sandbox/fail-next?status=503`` (the next gateway call answers that HTTP status) or
+  ``?sub_code=ACQ.SYSTEM_ERROR`` (it answers that signed error, code 20000).
 
 A page/wap trade exists only once its pay URL was opened (as at Alipay, where the trade appears
 when the buyer reaches the cashier), so a test opens ``redirect_url`` before ``/sandbox/pay``.
@@ -69,6 +70,8 @@ from portal.kernel.money import MoneyFormatError, fen_to_yuan_str, parse_yuan, r
 FEE_RATE: Final = Decimal("0.006")  # the sandbox's service fee, 0.6 %, per row half up
 PAY_METHODS: Final = {"alipay.trade.page.pay": Scene.DESKTOP, "alipay.trade.wap.pay": Scene.MOBILE}
 NOTIFY_TIMEOUT: Final = 10.0
+GATEWAY_MESSAGES: Final = {"20000": "Service Currently Unavailable", "40002": "Invalid Arguments",
+                           "40004": "Business Failed"}
 
 
 class AlipaySandboxKeys(BaseModel):
@@ -210,7 +213,7 @@ class AlipayGateway:
         self.clock: Clock = clock or SystemClock()
         self.trades: dict[str, SandboxTrade] = {}
         self.sent: list[tuple[str, int | None]] = []  # (out_trade_no, notify HTTP status)
-        self.fail_next: int | None = None
+        self.fail_next: int | str | None = None  # an HTTP status, or a sub_code to answer
         self._bills: dict[str, bytes] = {}
         self._lock = threading.RLock()
         self._app_key = rsa.PublicKey.load_pkcs1_openssl_pem(keys.app_public_key.encode())
@@ -240,9 +243,11 @@ class AlipayGateway:
         method = params.get("method", "")
         with self._lock:
             fail, self.fail_next = self.fail_next, None
-        if fail:
+        if isinstance(fail, int):
             return Response("sandbox failure", status=fail)
         try:
+            if fail:
+                raise _Failure(fail, "系统繁忙 (sandbox)", code="20000")
             self._verify_request(params)
             biz = json.loads(params.get("biz_content") or "{}")
             if method in PAY_METHODS:
@@ -261,9 +266,8 @@ class AlipayGateway:
             if method in PAY_METHODS:
                 return self._html(f"<h1>{html.escape(failure.sub_code)}</h1>"
                                   f"<p>{html.escape(failure.sub_msg)}</p>", status=400)
-            body = {"code": failure.code, "msg": "Business Failed" if failure.code == "40004"
-                    else "Invalid Arguments", "sub_code": failure.sub_code,
-                    "sub_msg": failure.sub_msg}
+            body = {"code": failure.code, "msg": GATEWAY_MESSAGES[failure.code],
+                    "sub_code": failure.sub_code, "sub_msg": failure.sub_msg}
         return self._envelope(method, body)
 
     def _verify_request(self, params: dict[str, str]) -> None:
@@ -593,7 +597,8 @@ class AlipayGateway:
 
     def _on_control_fail(self, request: Request) -> Response:
         with self._lock:
-            self.fail_next = int(request.args.get("status", "503"))
+            sub_code = request.args.get("sub_code")
+            self.fail_next = sub_code or int(request.args.get("status", "503"))
         return Response(status=204)
 
 

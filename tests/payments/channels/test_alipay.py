@@ -284,10 +284,34 @@ def test_statement_with_a_row_missing_or_a_bad_amount_is_refused(env: Env) -> No
         line for line in t.split("\r\n") if "D-B" not in line))
     bad_amount = _rewrite_detail(data, lambda t: t.replace(",20.00,20.00,", ",20.005,20.005,"))
     no_markers = _rewrite_detail(data, lambda t: t.replace("业务明细列表", "列表"))
-    for broken in (drop_row, bad_amount, no_markers, b"not a zip"):
+    unknown_kind = _rewrite_detail(data, lambda t: t.replace(",交易,", ",转账,"))
+    unsigned_refund = _rewrite_detail(data, lambda t: t.replace(",交易,", ",退款,", 1))
+    bad_time = _rewrite_detail(data, lambda t: t.replace(
+        "10:00:00,2026-12-03 10:00:00,", "10:00:00,10:00,"))  # 完成时间
+    for broken in (drop_row, bad_amount, no_markers, unknown_kind, unsigned_refund, bad_time,
+                   b"not a zip"):
         with pytest.raises(ChannelError) as err:
             parse_statement_zip(broken)
         assert err.value.code == "bad_statement"
+
+
+def test_statement_zip_with_gbk_file_names_as_alipay_sends_them(env: Env) -> None:
+    """Alipay's zip names are GBK bytes without zip's UTF-8 flag; the summary file is skipped."""
+    open_and_pay(env, order("D-A", 1234))
+    data = env.gateway.bill_zip(date(2026, 12, 3))
+    assert data is not None
+    source = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:  # ASCII stand-ins of the GBK names' byte length
+        for info in source.infolist():
+            stand_in = ("S" if "汇总" in info.filename else "D") * 8
+            target.writestr(f"2088_{stand_in}.csv", source.read(info))
+    gbk = out.getvalue().replace(b"D" * 8, "业务明细".encode("gbk"))
+    gbk = gbk.replace(b"S" * 8, "明细汇总".encode("gbk"))
+    infos = zipfile.ZipFile(io.BytesIO(gbk)).infolist()
+    assert [info.flag_bits & 0x800 for info in infos] == [0, 0]
+    [row] = parse_statement_zip(gbk)
+    assert (row.order_no, row.amount_fen) == ("D-A", 1234)
 
 
 # -- gateway failures ----------------------------------------------------------------------
@@ -305,6 +329,22 @@ def test_5xx_unreachable_and_unverifiable_answers_are_unavailable(
     wrong = keys.model_copy(update={"alipay_public_key": other_keys.alipay_public_key})
     with pytest.raises(ChannelUnavailable):
         AlipayChannel(channel_settings(wrong, f"{env.base_url}/gateway.do")).query("D1")
+
+
+def test_alipay_busy_is_unavailable_and_odd_signed_answers_are_channel_errors(env: Env) -> None:
+    requests.post(f"{env.base_url}/sandbox/fail-next?sub_code=ACQ.SYSTEM_ERROR", timeout=5)
+    with pytest.raises(ChannelUnavailable):
+        env.channel.query("D202612030001")
+    open_only(env, order())
+    env.gateway.trades["D202612030001"].status = "TRADE_LOST"
+    with pytest.raises(ChannelError) as status:
+        env.channel.query("D202612030001")
+    assert status.value.code == "unknown_trade_status"
+    env.gateway.trades["D202612030001"].status = "WAIT_BUYER_PAY"
+    env.gateway.trades["D202612030001"].amount_fen = -5  # the sandbox then says "-0.05"
+    with pytest.raises(ChannelError) as amount:
+        env.channel.query("D202612030001")
+    assert amount.value.code == "bad_amount"
 
 
 def test_a_request_signed_with_the_wrong_app_key_is_a_channel_error(
@@ -458,4 +498,4 @@ def test_notification_without_notify_time_is_refused(offline: AlipayChannel,
     body = body_of(keys, extra={"notify_time": ""})
     with pytest.raises(InvalidNotification) as err:
         offline.parse_notification({}, body)
-    assert err.value.reason == "missing_field"
+    assert err.value.reason == "bad_time"
