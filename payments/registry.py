@@ -6,22 +6,24 @@ from __future__ import annotations
 from typing import Any
 
 from payments.channels.base import PaymentChannel
+from portal.kernel.clock import Clock
 
 CHANNEL_NAMES = ("wechat", "alipay", "stripe")
 
 
-def build_channels(*, wechatpay: Any = None, alipay: Any = None,
+def build_channels(clock: Clock, *, wechatpay: Any = None, alipay: Any = None,
                    stripe: Any = None) -> dict[str, PaymentChannel]:
-    """``{name: channel}`` for each channel whose settings are given, in display order."""
+    """``{name: channel}`` for each channel whose settings are given, in display order. The
+    clock is the one notification timestamps are checked against (Stripe checks its own)."""
     channels: dict[str, PaymentChannel] = {}
     if wechatpay is not None:
         from payments.channels.wechat import WechatPayChannel
 
-        channels["wechat"] = WechatPayChannel(wechatpay)
+        channels["wechat"] = WechatPayChannel(wechatpay, clock)
     if alipay is not None:
         from payments.channels.alipay import AlipayChannel
 
-        channels["alipay"] = AlipayChannel(alipay)
+        channels["alipay"] = AlipayChannel(alipay, clock=clock)
     if stripe is not None:
         from payments.channels.stripe import StripeChannel
 

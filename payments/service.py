@@ -128,8 +128,10 @@ def apply_prepaid(session: Session, clock: Clock, account_id: int, today: Any) -
     The account row is locked so two allocations cannot spend the same credit; refs carry the
     account's entry count, which only grows, so a replay of the same state writes nothing.
     """
+    # FOR NO KEY UPDATE on PostgreSQL: exclusive among allocations, yet no deadlock with the
+    # KEY SHARE lock every ledger insert takes on the account through its foreign key.
     session.execute(sa.select(ElectricityAccount.id).where(ElectricityAccount.id == account_id)
-                    .with_for_update())
+                    .with_for_update(key_share=True))
     pool = prepaid_balance(session, account_id)
     if pool <= 0:
         return 0

@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     security.init_app(app)
     celery_init_app(app)
     cli.init_app(app)
-    payment_channels.init_app(app, settings)
+    payment_channels.init_app(app, settings, app.extensions[context.CLOCK_KEY])
 
     from portal.web.views import bp as web_bp
     from portal.webhooks.views import bp as webhooks_bp

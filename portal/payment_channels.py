@@ -6,14 +6,15 @@ from flask import Flask, current_app
 
 from payments.channels.base import PaymentChannel
 from payments.registry import build_channels
+from portal.kernel.clock import Clock
 from portal.settings import Settings
 
 CHANNELS_KEY = "dianfei.payment_channels"
 
 
-def init_app(app: Flask, settings: Settings) -> None:
+def init_app(app: Flask, settings: Settings, clock: Clock) -> None:
     app.extensions[CHANNELS_KEY] = build_channels(
-        wechatpay=settings.wechatpay, alipay=settings.alipay, stripe=settings.stripe)
+        clock, wechatpay=settings.wechatpay, alipay=settings.alipay, stripe=settings.stripe)
 
 
 def channels() -> dict[str, PaymentChannel]:

@@ -168,8 +168,15 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def app(database_url: str, clock: FrozenClock) -> Iterator[Flask]:
-    app = create_app(_settings(database_url), clock=clock)
+def settings_overrides() -> dict[str, object]:
+    """Extra settings for the ``app`` fixture; a test module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url: str, clock: FrozenClock,
+        settings_overrides: dict[str, object]) -> Iterator[Flask]:
+    app = create_app(_settings(database_url, **settings_overrides), clock=clock)
     app.config["TESTING"] = True
     yield app
     with app.app_context():
