@@ -25,6 +25,7 @@ from payments.channels.base import (
     InvalidNotification,
     Notification,
     OrderRequest,
+    PaymentChannel,
     RefundRequest,
     RefundState,
     Scene,
@@ -121,6 +122,11 @@ def open_only(env: Env, request: OrderRequest) -> None:
     url = env.channel.create(request).redirect_url
     assert url is not None
     assert requests.get(url, allow_redirects=False, timeout=5).status_code == 302
+
+
+def test_the_channel_is_a_payment_channel(env: Env) -> None:
+    assert isinstance(env.channel, PaymentChannel)
+    assert env.channel.name == "alipay"
 
 
 # -- create --------------------------------------------------------------------------------
@@ -284,12 +290,13 @@ def test_statement_with_a_row_missing_or_a_bad_amount_is_refused(env: Env) -> No
         line for line in t.split("\r\n") if "D-B" not in line))
     bad_amount = _rewrite_detail(data, lambda t: t.replace(",20.00,20.00,", ",20.005,20.005,"))
     no_markers = _rewrite_detail(data, lambda t: t.replace("业务明细列表", "列表"))
+    no_end = _rewrite_detail(data, lambda t: t.replace("业务明细列表结束", "结束"))
     unknown_kind = _rewrite_detail(data, lambda t: t.replace(",交易,", ",转账,"))
     unsigned_refund = _rewrite_detail(data, lambda t: t.replace(",交易,", ",退款,", 1))
     bad_time = _rewrite_detail(data, lambda t: t.replace(
         "10:00:00,2026-12-03 10:00:00,", "10:00:00,10:00,"))  # 完成时间
-    for broken in (drop_row, bad_amount, no_markers, unknown_kind, unsigned_refund, bad_time,
-                   b"not a zip"):
+    for broken in (drop_row, bad_amount, no_markers, no_end, unknown_kind, unsigned_refund,
+                   bad_time, b"not a zip"):
         with pytest.raises(ChannelError) as err:
             parse_statement_zip(broken)
         assert err.value.code == "bad_statement"
