@@ -76,8 +76,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     cli.init_app(app)
     payment_channels.init_app(app, settings, app.extensions[context.CLOCK_KEY])
 
+    from portal.web.payments import bp as pay_bp
     from portal.web.views import bp as web_bp
     from portal.webhooks.views import bp as webhooks_bp
     app.register_blueprint(web_bp)
+    app.register_blueprint(pay_bp)
     app.register_blueprint(webhooks_bp)
     return app

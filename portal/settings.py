@@ -85,13 +85,16 @@ class Settings(BaseSettings):
             missing.append("DIANFEI_SANDBOX=0 (the payment sandbox is for the demo only)")
         gateways = {"DIANFEI_WECHATPAY__GATEWAY_URL": self.wechatpay and self.wechatpay.gateway_url,
                     "DIANFEI_ALIPAY__GATEWAY_URL": self.alipay and self.alipay.gateway_url,
-                    "DIANFEI_STRIPE__API_BASE": self.stripe and self.stripe.api_base}
+                    "DIANFEI_STRIPE__API_BASE": self.stripe and self.stripe.api_base,
+                    "DIANFEI_STRIPE__JS_URL": self.stripe and self.stripe.js_url}
         missing += [f"{name} (a real HTTPS gateway, not a sandbox or loopback one)"
                     for name, url in gateways.items() if url and is_sandbox_url(url)]
         if self.wechatpay is not None and self.wechatpay.sandbox:
             missing.append("DIANFEI_WECHATPAY__SANDBOX=0")
-        if self.stripe is not None and not self.stripe.livemode:
-            missing.append("DIANFEI_STRIPE__SECRET_KEY (a live key, not a test key)")
+        if self.stripe is not None and not (
+                self.stripe.livemode and self.stripe.publishable_key.startswith("pk_live_")):
+            missing.append("DIANFEI_STRIPE__SECRET_KEY and __PUBLISHABLE_KEY (live keys, not "
+                           "test keys)")
         if (self.wechatpay or self.alipay or self.stripe) and not self.public_url.startswith(
                 "https://"):
             missing.append("DIANFEI_PUBLIC_URL (the portal's public https:// address, for "
