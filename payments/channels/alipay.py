@@ -434,7 +434,9 @@ class AlipayChannel:
 DETAIL_START: Final = "业务明细列表"
 DETAIL_END: Final = "业务明细列表结束"
 KINDS: Final = {"交易": "payment", "退款": "refund"}
-_TOTAL_RE: Final = re.compile(r"#(交易|退款)合计：(\d+)笔，(?:商家实收|退款)共(-?[0-9.]+)元")
+# "#交易合计：6笔，商家实收共0.06元，商家优惠共0.00元" / "#退款合计：4笔，商家实收退款共-0.04元，…":
+# the count and the first total (the 商家实收 column's sum) after it.
+_TOTAL_RE: Final = re.compile(r"#(交易|退款)合计：(\d+)笔，[^，]*?共(-?[0-9.]+)元")
 
 
 def _zip_name(info: zipfile.ZipInfo) -> str:
@@ -449,8 +451,8 @@ def parse_statement_zip(data: bytes) -> list[StatementRow]:
 
     Refund rows (业务类型 退款) carry negative amounts in the file; a ``StatementRow`` carries the
     magnitude in ``amount_fen``/``fee_fen`` and the direction in ``kind``. The footer totals
-    (``#交易合计：N笔，商家实收共X元`` and ``#退款合计：M笔，退款共Y元``) must match the rows, so a
-    truncated or misread file is refused (``ChannelError("bad_statement")``), never half-used.
+    (``#交易合计：N笔，商家实收共X元…``, ``#退款合计：M笔，商家实收退款共-Y元…``) must match the
+    rows, so a truncated or misread file is refused (``ChannelError("bad_statement")``).
     """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))

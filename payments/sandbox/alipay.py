@@ -423,8 +423,6 @@ class AlipayGateway:
                                        refund.out_request_no))
         pay_total = sum(t.amount_fen for t in paid)
         refund_total = sum(r.amount_fen for _, r in refunds)
-        pay_fee = sum(self._fee(t.amount_fen) for t in paid)
-        refund_fee = sum(self._fee(r.amount_fen) for _, r in refunds)
         header = ("支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,"
                   "操作员,终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,"
                   "支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,"
@@ -439,12 +437,9 @@ class AlipayGateway:
             f"#{rule}业务明细列表{rule[:-1]}",
             header, *_csv_lines(rows),
             f"#{rule}业务明细列表结束{rule[:-5]}",
-            f"#交易合计：{len(paid)}笔，商家实收共{fen_to_yuan_str(pay_total)}元，"
-            f"服务费共{fen_to_yuan_str(pay_fee)}元，分润共0.00元，"
-            f"实收净额共{fen_to_yuan_str(pay_total - pay_fee)}元",
-            f"#退款合计：{len(refunds)}笔，退款共{fen_to_yuan_str(-refund_total)}元，"
-            f"服务费共{fen_to_yuan_str(refund_fee)}元，分润共0.00元，"
-            f"实收净额共{fen_to_yuan_str(refund_fee - refund_total)}元",
+            f"#交易合计：{len(paid)}笔，商家实收共{fen_to_yuan_str(pay_total)}元，商家优惠共0.00元",
+            f"#退款合计：{len(refunds)}笔，商家实收退款共{fen_to_yuan_str(-refund_total)}元，"
+            "商家优惠退款共0.00元",
             f"#导出时间：[{exported}]",
         ]
         summary = ["#支付宝业务汇总查询", "#-----业务汇总列表-----",

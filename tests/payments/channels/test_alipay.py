@@ -321,6 +321,39 @@ def test_statement_zip_with_gbk_file_names_as_alipay_sends_them(env: Env) -> Non
     assert (row.order_no, row.amount_fen) == ("D-A", 1234)
 
 
+def test_statement_in_the_layout_alipay_exports() -> None:
+    """Cells padded with tabs, a refund row with negative amounts and its request number, the
+    footer wording of real exports ("商家实收退款共-X元")."""
+    header = ("支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,"
+              "操作员,终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,"
+              "支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,"
+              "卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注")
+    tail = ",0.00,0.00,0.00,0.00,0.00,,0.00\t,0.00,"
+    text = "\n".join([
+        "#支付宝业务明细查询", "#账号：[20881234567890120156]",
+        "#起始日期：[2026年12月02日 00:00:00]   终止日期：[2026年12月03日 00:00:00]",
+        "#" + "-" * 41 + "业务明细列表" + "-" * 40, header,
+        "2026120222001400000000000001\t,D-1\t,交易\t,电费,2026-12-02 09:00:00,"
+        "2026-12-02 09:00:05,\t,\t,\t,\t,*三(138****0000)\t,88.50,88.50" + tail
+        + "\t,0.53,0.00,电费",
+        "2026120222001400000000000001\t,D-1\t,退款\t,电费,2026-12-02 09:00:00,"
+        "2026-12-02 15:30:00,\t,\t,\t,\t,*三(138****0000)\t,-8.50,-8.50" + tail
+        + "R-1\t,0.00,0.00,电费",
+        "#" + "-" * 41 + "业务明细列表结束" + "-" * 36,
+        "#交易合计：1笔，商家实收共88.50元，商家优惠共0.00元",
+        "#退款合计：1笔，商家实收退款共-8.50元，商家优惠退款共0.00元",
+        "#导出时间：[2026年12月03日 05:46:49]"])
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        archive.writestr("20881234567890120156_20261202_detail.csv", text.encode("gbk"))
+    payment, refund = parse_statement_zip(data.getvalue())
+    assert (payment.kind, payment.order_no, payment.amount_fen, payment.fee_fen) == (
+        "payment", "D-1", 8850, 53)
+    assert payment.channel_trade_no == "2026120222001400000000000001"
+    assert payment.occurred_at == datetime(2026, 12, 2, 1, 0, 5, tzinfo=UTC)
+    assert (refund.kind, refund.amount_fen, refund.refund_no) == ("refund", 850, "R-1")
+
+
 # -- gateway failures ----------------------------------------------------------------------
 
 
