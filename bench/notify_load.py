@@ -3,14 +3,15 @@
     .venv/bin/python bench/notify_load.py [--requests 2000] [--clients 8] [--workers 2 --threads 4]
 
 Builds a private schema in the PostgreSQL database (DIANFEI_BENCH_PG_URL, default the test
-database), migrates it, seeds the demo accounts and as many pending WeChat orders as requests,
-then serves ``wsgi:app`` under gunicorn on loopback (one server, one configuration, the Procfile's
-workers and threads) with WeChat Pay enabled against generated sandbox keys. It measures:
+database), migrates it, adds one household per request with an issued bill and a pending WeChat
+order paying it, then serves ``wsgi:app`` under gunicorn on loopback (one server, one
+configuration, the Procfile's workers and threads) with WeChat Pay enabled against generated
+sandbox keys. It measures:
 
 * ``GET /healthz`` (hello world), then
 * ``POST /notify/wechat`` with valid, distinct, signed and encrypted TRANSACTION.SUCCESS
-  notifications, one per order (each verifies, records the event, credits the ledger, enqueues
-  the posting message and commits before the 204),
+  notifications, one per order (each verifies, records the event, moves the order, credits the
+  bill in the ledger, enqueues the posting message and commits before the 204),
 
 each with a fixed number of concurrent keep-alive clients, and prints requests, errors, rps, p50
 and p99 for each, checks every order was credited once, and prints LAST
@@ -31,7 +32,8 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -44,9 +46,10 @@ from payments.models import PaymentOrder  # noqa: E402
 from payments.sandbox.wechat import WechatSandboxKeys, generate_keys, signed_notification  # noqa: E402
 from payments.service import create_order  # noqa: E402
 from payments.states import OrderStatus  # noqa: E402
-from portal import demo  # noqa: E402
-from portal.accounts.models import ElectricityAccount  # noqa: E402
+from portal.accounts.models import CustomerClass, District, ElectricityAccount  # noqa: E402
 from portal.app import create_app  # noqa: E402
+from portal.bills.models import Bill, BillLine, LineKind  # noqa: E402
+from portal.bills.service import issue  # noqa: E402
 from portal.extensions import db  # noqa: E402
 from portal.kernel.clock import SystemClock  # noqa: E402
 from portal.settings import Settings  # noqa: E402
@@ -86,27 +89,48 @@ def environment(url: str, keys: WechatSandboxKeys, key_file: Path, port: int) ->
 
 
 def prepare(url: str, count: int) -> list[tuple[str, int]]:
-    """Migrate, seed the demo, add ``count`` pending top-up orders; (order_no, amount) each."""
+    """Migrate, then ``count`` households, each with one issued bill and a pending WeChat order
+    paying it (the everyday case: one notification per household, no two on one account);
+    (order_no, amount) each."""
     from flask_migrate import upgrade
 
     settings = Settings(env="test", database_url=url, secret_key=SECRET,  # type: ignore[arg-type]
                         broker_url="memory://", ratelimit_storage_url="memory://")
     app = create_app(settings)
     clock = SystemClock()
+    today = clock.now().date()
     with app.app_context():
         upgrade()
         session = db.session
-        demo.seed(session, clock, clock.now().date())
-        session.commit()
-        accounts = list(session.scalars(sa.select(ElectricityAccount.id)))
+        district = District(code="bench", name="压测供电所")
+        session.add(district)
         orders = []
         for n in range(count):
+            account = ElectricityAccount(
+                account_no=f"88{n:08d}", holder_name="压测户", address="压测路1号",
+                district=district, customer_class=CustomerClass.RESIDENTIAL,
+                tariff_code="beijing-residential", created_at=clock.now())
+            session.add(account)
+            session.flush()
+            amount = 5000 + n
+            bill = Bill(account_id=account.id, period="2026-11", version=1,
+                        period_start=date(2026, 11, 1), period_end=date(2026, 11, 30),
+                        kwh=Decimal(100), tariff_code=account.tariff_code, total_fen=amount,
+                        due_date=today + timedelta(days=20), created_at=clock.now(),
+                        lines=[BillLine(seq=1, kind=LineKind.ENERGY, tier=1, kwh=Decimal(100),
+                                        unit_price=Decimal("0.5"), amount_fen=amount,
+                                        description="电费")])
+            session.add(bill)
+            session.flush()
+            issue(session, clock, bill)
             order = create_order(
-                session, clock, account_id=accounts[n % len(accounts)], customer_id=None,
-                channel="wechat", scene=Scene.DESKTOP, bill_ids=[], topup_fen=100 + n,
-                lifetime=timedelta(minutes=30), first_query_after=timedelta(minutes=5),
+                session, clock, account_id=account.id, customer_id=None, channel="wechat",
+                scene=Scene.DESKTOP, bill_ids=None, lifetime=timedelta(minutes=30),
+                first_query_after=timedelta(minutes=5),
             )
             orders.append((order.order_no, order.amount_fen))
+            if n % 200 == 199:
+                session.commit()
         session.execute(sa.update(PaymentOrder).values(status=OrderStatus.PENDING))
         session.commit()
         db.engine.dispose()
