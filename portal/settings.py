@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     stripe: StripeSettings | None = None
     payments: JanitorPolicy = JanitorPolicy()  # order lifetime, queries: DIANFEI_PAYMENTS__*
     public_url: str = "http://127.0.0.1:5000"  # how channels reach us: notify and return URLs
-    sandbox: bool = False  # demo: the channels point at payments.sandbox gateways
+    sandbox: bool = False  # demo: channels without settings point at payments.sandbox gateways
+    sandbox_url: str = "http://127.0.0.1:5100"  # where ``python -m payments.sandbox`` serves
 
     @model_validator(mode="after")
     def _production_is_complete(self) -> Settings:
