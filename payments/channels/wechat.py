@@ -196,7 +196,7 @@ class WechatPayChannel:
         try:
             _, data = self._call(self._pay.query, out_trade_no=order_no)
         except ChannelError as exc:
-            if exc.code == "ORDER_NOT_EXIST" and not isinstance(exc, ChannelUnavailable):
+            if exc.code == "ORDER_NOT_EXIST":
                 return Trade(order_no=order_no, state=TradeState.NOT_FOUND)
             raise
         if data.get("mchid") != self.settings.mchid or data.get("appid") != self.settings.appid:
@@ -209,9 +209,7 @@ class WechatPayChannel:
     def close(self, order_no: str, channel_ref: str | None = None) -> None:
         try:
             self._call(self._pay.close, out_trade_no=order_no)
-        except ChannelError as exc:
-            if isinstance(exc, ChannelUnavailable):
-                raise
+        except ChannelError as exc:  # ChannelUnavailable's code is channel_unavailable
             if exc.code in ALREADY_PAID_CODES:
                 raise ChannelError("already_paid", exc.message) from exc
             if exc.code not in {"ORDER_NOT_EXIST", "ORDER_CLOSED"}:
@@ -328,7 +326,7 @@ class WechatPayChannel:
         try:
             _, meta = self._call(self._pay.trade_bill, bill_date=day.isoformat(), tar_type="GZIP")
         except ChannelError as exc:
-            if exc.code == "NO_STATEMENT_EXIST" and not isinstance(exc, ChannelUnavailable):
+            if exc.code == "NO_STATEMENT_EXIST":
                 return []  # no trade that day
             raise
         url = _field(meta, "download_url")
