@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
           flush=True)
     run_simple(parts.hostname or "127.0.0.1", parts.port or 5100,
                make_app(keys, sandbox_url, portal_url), threaded=True)
-    return 0  # pragma: no cover  (run_simple returns on Ctrl-C)
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -132,6 +132,14 @@ def test_orders_of_a_disabled_channel_are_skipped(session, clock, account_id):
     clock.advance(timedelta(minutes=2))
     report = janitor.run(session, clock, {}, POLICY)
     assert report.skipped == [order.order_no] and state(session, order)[1] == 0
+    service.apply_trade(session, clock, "alipay", channel.pay(order.order_no, 8000), "notify")
+    refund = service.request_refund(session, clock, order_no=order.order_no, amount_fen=100,
+                                    reason="x", requested_by=1)
+    service.approve_refund(session, clock, refund, approved_by=2)
+    channel.fail_next.append(ChannelUnavailable())
+    service.send_refund(session, clock, channel, refund, timedelta(minutes=1))
+    clock.advance(timedelta(minutes=2))
+    assert janitor.run(session, clock, {}, POLICY).skipped == [refund.refund_no]
 
 
 def test_pending_refunds_are_resent_with_their_number_then_queried(session, clock, account_id):

@@ -140,3 +140,41 @@ def test_nobody_sees_another_customers_payments(app, web, demo, client):
                 f"/accounts/{acct}/pay", f"/accounts/{acct}/payments"):
         assert other.get(url).status_code == 404, url
     assert client.get(f"/pay/{order_no}").status_code == 302  # signed out: sign in first
+
+
+def test_pay_this_bill_and_the_pages_follow_the_order(app, web, demo, gateways):
+    signed_in(web, LI_MING[0])
+    acct = account_id(app, LI_MING[1])
+    html = web.get(f"/accounts/{acct}/pay").get_data(as_text=True)
+    first, second = re.findall(r'name="bills" value="(\d+)"', html)
+    bill_page = web.get(f"/bills/{second}").get_data(as_text=True)
+    assert f"/accounts/{acct}/pay?bill={second}" in bill_page
+    one = web.get(f"/accounts/{acct}/pay?bill={second}").get_data(as_text=True)
+    assert re.findall(r'value="(\d+)" checked', one) == [second]
+    order_no = start(web, acct, "wechat", bills=[second]).location.rsplit("/", 1)[-1]
+    assert web.get(f"/pay/{order_no}/receipt").location == f"/pay/{order_no}"  # not paid yet
+    assert web.get(f"/pay/{order_no}/return").location == f"/pay/{order_no}"
+    requests.post(f"{gateways['wechat']}/sandbox/pay/{order_no}", params={"outcome": "confirm"},
+                  timeout=10)
+    web.get(f"/pay/{order_no}/return")
+    assert web.get(f"/pay/{order_no}").location == f"/pay/{order_no}/receipt"
+    assert "已缴清" in text_of(web.get(f"/bills/{second}"))
+    assert "已缴清" not in text_of(web.get(f"/bills/{first}"))
+    too_much = start(web, acct, "wechat", topup="100000.01", bills=[])
+    assert too_much.status_code == 400 and "100000" in text_of(too_much)
+
+
+def test_without_an_enabled_channel_the_page_says_so(app, web, demo):
+    app.extensions["dianfei.payment_channels"].clear()
+    signed_in(web, LI_MING[0])
+    page = text_of(web.get(f"/accounts/{account_id(app, LI_MING[1])}/pay"))
+    assert "暂时无法在线支付" in page
+
+
+def test_the_card_page_policy_allows_exactly_stripe_js() -> None:
+    from portal.web.payments import _card_policy
+
+    policy = _card_policy("https://js.stripe.com/v3/")
+    assert "script-src 'self' https://js.stripe.com;" in policy
+    assert "connect-src 'self' https://api.stripe.com" in policy
+    assert "frame-src https://js.stripe.com https://hooks.stripe.com" in policy
