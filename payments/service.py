@@ -14,7 +14,6 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -38,12 +37,12 @@ from payments.channels.base import (
 from payments.models import PaymentEvent, PaymentOrder, PaymentOrderBill, Refund
 from payments.states import OPEN, ORDER_MACHINE, REFUND_MACHINE, OrderStatus, RefundStatus
 from portal.accounts.models import ElectricityAccount
-from portal.bills.models import Bill, BillStatus
+from portal.bills.models import Bill
 from portal.kernel import outbox
 from portal.kernel.clock import Clock, local_today
 from portal.kernel.errors import Conflict, DomainError, NotFound
 from portal.ledger import service as ledger
-from portal.ledger.models import EntryKind, LedgerEntry
+from portal.ledger.models import EntryKind
 
 log = logging.getLogger(__name__)
 
@@ -94,65 +93,6 @@ def new_number(prefix: str, clock: Clock) -> str:
     return f"{prefix}{clock.now():%Y%m%d%H%M%S}{secrets.token_hex(5)}"
 
 
-# --- ledger reads ----------------------------------------------------------------------------
-
-def owed_bills(session: Session, account_id: int) -> list[tuple[Bill, int]]:
-    """The account's issued bills that still owe something, oldest first, with what each owes."""
-    owed = (
-        sa.select(LedgerEntry.bill_id, sa.func.sum(LedgerEntry.amount_fen).label("owed"))
-        .where(LedgerEntry.account_id == account_id, LedgerEntry.bill_id.is_not(None))
-        .group_by(LedgerEntry.bill_id)
-        .subquery()
-    )
-    rows = session.execute(
-        sa.select(Bill, owed.c.owed).join(owed, owed.c.bill_id == Bill.id)
-        .where(Bill.account_id == account_id, Bill.status == BillStatus.ISSUED, owed.c.owed > 0)
-        .order_by(Bill.due_date, Bill.period, Bill.id)
-    )
-    return [(bill, int(amount)) for bill, amount in rows]
-
-
-def prepaid_balance(session: Session, account_id: int) -> int:
-    """Credit not allocated to any bill (fen, >= 0): overpayments and top-ups not yet used."""
-    total = session.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(LedgerEntry.amount_fen), 0))
-        .where(LedgerEntry.account_id == account_id, LedgerEntry.bill_id.is_(None)))
-    return max(-int(total or 0), 0)
-
-
-def apply_prepaid(session: Session, clock: Clock, account_id: int, today: Any) -> int:
-    """Allocate the account's unallocated credit to its owed bills, oldest first; returns fen.
-
-    The ledger stays append-only: each allocation is a pair of ADJUSTMENT entries that sum to
-    zero, ``+x`` without a bill (the credit leaves the unallocated pool) and ``-x`` on the bill.
-    The account row is locked so two allocations cannot spend the same credit; refs carry the
-    account's entry count, which only grows, so a replay of the same state writes nothing.
-    """
-    # FOR NO KEY UPDATE on PostgreSQL: exclusive among allocations, yet no deadlock with the
-    # KEY SHARE lock every ledger insert takes on the account through its foreign key.
-    session.execute(sa.select(ElectricityAccount.id).where(ElectricityAccount.id == account_id)
-                    .with_for_update(key_share=True))
-    pool = prepaid_balance(session, account_id)
-    if pool <= 0:
-        return 0
-    seen = session.scalar(sa.select(sa.func.count(LedgerEntry.id))
-                          .where(LedgerEntry.account_id == account_id))
-    allocated = 0
-    for bill, owed in owed_bills(session, account_id):
-        amount = min(owed, pool - allocated)
-        if amount <= 0:
-            break
-        ref = f"prepaid:{account_id}:{seen}:{bill.id}"
-        memo = f"prepaid balance to bill {bill.period}"
-        ledger.post(session, clock, account_id=account_id, kind=EntryKind.ADJUSTMENT,
-                    amount_fen=amount, ref=f"{ref}:from", effective_on=today, memo=memo)
-        if ledger.post(session, clock, account_id=account_id, kind=EntryKind.ADJUSTMENT,
-                       amount_fen=-amount, ref=f"{ref}:to", effective_on=today,
-                       bill_id=bill.id, memo=memo):
-            allocated += amount
-    return allocated
-
-
 # --- orders ----------------------------------------------------------------------------------
 
 def create_order(session: Session, clock: Clock, *, account_id: int, customer_id: int | None,
@@ -164,7 +104,7 @@ def create_order(session: Session, clock: Clock, *, account_id: int, customer_id
     ``start_checkout``) commits."""
     if not isinstance(topup_fen, int) or topup_fen < 0 or topup_fen > MAX_TOPUP_FEN:
         raise InvalidAmount(str(topup_fen))
-    owed = owed_bills(session, account_id)
+    owed = ledger.owed_bills(session, account_id)
     if bill_ids is not None:
         wanted = set(bill_ids)
         owed = [(bill, amount) for bill, amount in owed if bill.id in wanted]
@@ -312,7 +252,7 @@ def _credit(session: Session, clock: Clock, order: PaymentOrder, paid_at: dateti
         ledger.post(session, clock, account_id=order.account_id, kind=EntryKind.PAYMENT,
                     amount_fen=-remaining, ref=f"pay:{order.order_no}:prepaid", effective_on=day,
                     memo=f"{order.channel} {order.order_no}")
-    apply_prepaid(session, clock, order.account_id, local_today(clock, zone))
+    ledger.apply_prepaid(session, clock, order.account_id, local_today(clock, zone))
     account_no = session.scalar(sa.select(ElectricityAccount.account_no)
                                 .where(ElectricityAccount.id == order.account_id))
     periods = list(session.scalars(

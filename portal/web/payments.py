@@ -31,6 +31,7 @@ from portal.extensions import db
 from portal.i18n import message_for
 from portal.kernel.errors import DomainError, NotFound
 from portal.kernel.money import MoneyFormatError, parse_yuan
+from portal.ledger import service as ledger
 from portal.payment_channels import channels, notify_url
 from portal.security import CONTENT_SECURITY_POLICY
 
@@ -89,7 +90,7 @@ def _scene() -> Scene:
 @login_required
 def pay(account_id: int) -> ResponseReturnValue:
     account = accounts.owned_account(db.session, current_user.id, account_id)
-    owed = service.owed_bills(db.session, account.id)
+    owed = ledger.owed_bills(db.session, account.id)
     enabled = channels()
     form = PayForm()
     form.bills.choices = [(b.id, b.period) for b, _a in owed]
@@ -123,7 +124,7 @@ def pay(account_id: int) -> ResponseReturnValue:
             return redirect(url_for("pay.checkout", order_no=order.order_no))
     return render_template("web/pay.html", form=form, account=account, owed=owed,
                            labels=CHANNEL_LABELS,
-                           prepaid=service.prepaid_balance(db.session, account.id),
+                           prepaid=ledger.prepaid_balance(db.session, account.id),
                            ), 400 if form.errors or form.form_errors else 200
 
 

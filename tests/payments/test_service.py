@@ -220,15 +220,15 @@ def test_overpayment_becomes_prepaid_balance_that_the_next_bill_consumes(session
     session.commit()
     # 3000 to the old bill, 6000 prepaid, of which 5000 paid the newer owed bill
     assert ledger.owed_by_bill(session, [old.id, new.id]) == {old.id: 0, new.id: 0}
-    assert service.prepaid_balance(session, account_id) == 1000
+    assert ledger.prepaid_balance(session, account_id) == 1000
     assert ledger.owed_by_account(session, [account_id]) == {account_id: -1000}
     acct = session.get(Bill, old.id).account  # type: ignore[union-attr]
     dec = issued(session, clock, acct, "2026-12", (2500,), date(2027, 1, 25))
-    assert service.apply_prepaid(session, clock, account_id, TODAY) == 1000
-    assert service.apply_prepaid(session, clock, account_id, TODAY) == 0
+    assert ledger.apply_prepaid(session, clock, account_id, TODAY) == 1000
+    assert ledger.apply_prepaid(session, clock, account_id, TODAY) == 0
     session.commit()
     assert ledger.owed_by_bill(session, [dec.id]) == {dec.id: 1500}
-    assert service.prepaid_balance(session, account_id) == 0
+    assert ledger.prepaid_balance(session, account_id) == 0
     assert ledger.owed_by_account(session, [account_id]) == {account_id: 1500}
     adjustments = session.scalars(sa.select(LedgerEntry.amount_fen).where(
         LedgerEntry.kind == EntryKind.ADJUSTMENT)).all()
