@@ -42,7 +42,7 @@ from portal.kernel import outbox
 from portal.kernel.clock import Clock, local_today
 from portal.kernel.errors import Conflict, DomainError, NotFound
 from portal.ledger import service as ledger
-from portal.ledger.models import EntryKind
+from portal.ledger.models import EntryKind, LedgerEntry
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +172,9 @@ def order_by_no(session: Session, order_no: str, lock: bool = False) -> PaymentO
 
 
 def record_event(session: Session, clock: Clock, channel_name: str,
-                 notification: Notification) -> PaymentEvent | None:
-    """Store the verified event as received; None when this event id was recorded before."""
+                 notification: Notification) -> int | None:
+    """Store the verified event as received; its row id, or None when this event id was
+    recorded before (a concurrent copy waits here until the first one commits)."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     trade = notification.trade
     stmt = insert(PaymentEvent).values(
@@ -182,8 +183,7 @@ def record_event(session: Session, clock: Clock, channel_name: str,
         order_no=trade.order_no[:64] if trade else None,
         payload=dict(notification.raw), received_at=clock.now(),
     ).on_conflict_do_nothing(index_elements=["channel", "event_id"]).returning(PaymentEvent.id)
-    event_id = session.execute(stmt).scalar()
-    return session.get(PaymentEvent, event_id) if event_id is not None else None
+    return session.execute(stmt).scalar()
 
 
 def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
@@ -192,7 +192,12 @@ def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
 
     ``source`` says where the trade came from ("notify", "query", "return") for the log.
     """
-    order = order_by_no(session, trade.order_no, lock=True)
+    found = session.execute(
+        sa.select(PaymentOrder, ElectricityAccount.account_no)
+        .join(ElectricityAccount, ElectricityAccount.id == PaymentOrder.account_id)
+        .where(PaymentOrder.order_no == trade.order_no)
+        .with_for_update(of=PaymentOrder).execution_options(populate_existing=True)).first()
+    order, account_no = found if found is not None else (None, "")
     if order is None or order.channel != channel_name:
         log.warning("%s %s: no %s order %s", channel_name, source, channel_name, trade.order_no)
         return Outcome.UNKNOWN_ORDER
@@ -218,7 +223,7 @@ def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
                                   paid_at=paid_at, channel_trade_no=trade.channel_trade_no,
                                   next_query_at=None, updated_at=now):
             return Outcome.DUPLICATE  # pragma: no cover  (the row lock makes this a lost race)
-        _credit(session, clock, order, paid_at, zone)
+        _credit(session, clock, order, account_no, paid_at, zone)
         return Outcome.APPLIED
     target = {TradeState.CLOSED: OrderStatus.CLOSED, TradeState.FAILED: OrderStatus.FAILED,
               TradeState.PENDING: OrderStatus.PENDING}.get(trade.state)
@@ -231,36 +236,38 @@ def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
     return Outcome.APPLIED
 
 
-def _credit(session: Session, clock: Clock, order: PaymentOrder, paid_at: datetime,
-            zone: tzinfo) -> None:
+def _credit(session: Session, clock: Clock, order: PaymentOrder, account_no: str,
+            paid_at: datetime, zone: tzinfo) -> None:
     """Credit a succeeded order: its bills oldest first (up to what each still owes), the rest
-    to the prepaid balance, then let the balance pay other owed bills; tell billing."""
+    to the prepaid balance, which then pays other owed bills; tell billing."""
     day = paid_at.astimezone(zone).date()
-    covered = list(order.bills)
-    owed_now = ledger.owed_by_bill(session, [c.bill_id for c in covered])
+    covered = session.execute(  # each covered bill, oldest first, with what it owes now
+        sa.select(PaymentOrderBill.bill_id, Bill.period,
+                  sa.func.coalesce(sa.func.sum(LedgerEntry.amount_fen), 0))
+        .join(Bill, Bill.id == PaymentOrderBill.bill_id)
+        .outerjoin(LedgerEntry, LedgerEntry.bill_id == PaymentOrderBill.bill_id)
+        .where(PaymentOrderBill.order_id == order.id)
+        .group_by(PaymentOrderBill.bill_id, Bill.period, PaymentOrderBill.seq)
+        .order_by(PaymentOrderBill.seq)).all()
     remaining = order.amount_fen
-    for cover in covered:
-        amount = min(owed_now[cover.bill_id], remaining)
+    for bill_id, _period, owed in covered:
+        amount = min(int(owed), remaining)
         if amount <= 0:
             continue
-        ledger.post(session, clock, account_id=order.account_id, bill_id=cover.bill_id,
+        ledger.post(session, clock, account_id=order.account_id, bill_id=bill_id,
                     kind=EntryKind.PAYMENT, amount_fen=-amount,
-                    ref=f"pay:{order.order_no}:bill:{cover.bill_id}", effective_on=day,
+                    ref=f"pay:{order.order_no}:bill:{bill_id}", effective_on=day,
                     memo=f"{order.channel} {order.order_no}")
         remaining -= amount
-    if remaining > 0:
+    if remaining > 0:  # only new credit can pay other bills: skip the allocation otherwise
         ledger.post(session, clock, account_id=order.account_id, kind=EntryKind.PAYMENT,
                     amount_fen=-remaining, ref=f"pay:{order.order_no}:prepaid", effective_on=day,
                     memo=f"{order.channel} {order.order_no}")
-    ledger.apply_prepaid(session, clock, order.account_id, local_today(clock, zone))
-    account_no = session.scalar(sa.select(ElectricityAccount.account_no)
-                                .where(ElectricityAccount.id == order.account_id))
-    periods = list(session.scalars(
-        sa.select(Bill.period).join(PaymentOrderBill, PaymentOrderBill.bill_id == Bill.id)
-        .where(PaymentOrderBill.order_id == order.id).order_by(PaymentOrderBill.seq)))
+        ledger.apply_prepaid(session, clock, order.account_id, local_today(clock, zone))
     outbox.enqueue(session, clock, POST_PAYMENT_TOPIC, {
         "order_no": order.order_no, "account_no": account_no, "amount_fen": order.amount_fen,
-        "paid_at": paid_at.isoformat(), "channel": order.channel, "bill_periods": periods,
+        "paid_at": paid_at.isoformat(), "channel": order.channel,
+        "bill_periods": [period for _bill_id, period, _owed in covered],
     }, dedup_key=f"post:{order.order_no}")
 
 
@@ -268,14 +275,15 @@ def handle_notification(session: Session, clock: Clock, channel_name: str,
                         notification: Notification, zone: tzinfo = DEFAULT_ZONE) -> Outcome:
     """Record the verified event, then apply its trade once. Does not commit: the caller commits
     the whole handling before answering the channel."""
-    event = record_event(session, clock, channel_name, notification)
-    if event is None:
+    event_id = record_event(session, clock, channel_name, notification)
+    if event_id is None:
         return Outcome.DUPLICATE
     if notification.trade is None:
         outcome = Outcome.IGNORED
     else:
         outcome = apply_trade(session, clock, channel_name, notification.trade, "notify", zone)
-    event.outcome = outcome.value
+    session.execute(sa.update(PaymentEvent).where(PaymentEvent.id == event_id)
+                    .values(outcome=outcome.value))
     return outcome
 
 
