@@ -13,7 +13,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -404,14 +404,47 @@ def _finish_refund(session: Session, clock: Clock, refund: Refund, result: Refun
                            finished_at=now, next_query_at=None, updated_at=now) \
             and target == RefundStatus.SUCCEEDED:
         order = refund.order
-        ledger.post(session, clock, account_id=order.account_id, kind=EntryKind.REFUND,
-                    amount_fen=refund.amount_fen, ref=f"refund:{refund.refund_no}",
-                    effective_on=local_today(clock, zone),
-                    memo=f"refund of {order.order_no}")
+        _debit_refund(session, clock, refund, order, local_today(clock, zone))
         account_no = session.scalar(sa.select(ElectricityAccount.account_no)
                                     .where(ElectricityAccount.id == order.account_id))
+        full = refund.amount_fen == order.amount_fen
         outbox.enqueue(session, clock, REVERSE_PAYMENT_TOPIC, {
             "order_no": order.order_no, "refund_no": refund.refund_no, "account_no": account_no,
-            "amount_fen": refund.amount_fen, "full": refund.amount_fen == order.amount_fen,
+            "amount_fen": refund.amount_fen, "full": full,
             "refunded_at": now.isoformat(), "channel": order.channel,
-        }, dedup_key=f"reverse:{order.order_no}:{refund.refund_no}")
+        }, dedup_key=f"reverse:{order.order_no}" if full
+           else f"reverse:{order.order_no}:{refund.refund_no}")
+
+
+def _debit_refund(session: Session, clock: Clock, refund: Refund, order: PaymentOrder,
+                  today: date) -> None:
+    """Refunded money leaves the prepaid balance first; the rest un-pays the bills this order
+    paid, newest first, so they show as owed again. One REFUND entry per part."""
+    memo = f"refund of {order.order_no}"
+    from_pool = min(ledger.prepaid_balance(session, order.account_id), refund.amount_fen)
+    rest = refund.amount_fen - from_pool
+    earlier = list(session.scalars(sa.select(Refund.refund_no).where(
+        Refund.order_id == order.id, Refund.id != refund.id,
+        Refund.status == RefundStatus.SUCCEEDED)))
+    refs = [LedgerEntry.ref.like(f"pay:{order.order_no}:bill:%")] + [
+        LedgerEntry.ref.like(f"refund:{no}:bill:%") for no in earlier]
+    paid = session.execute(  # what this order paid each bill, less earlier refunds of it
+        sa.select(LedgerEntry.bill_id, -sa.func.sum(LedgerEntry.amount_fen))
+        .join(PaymentOrderBill, sa.and_(PaymentOrderBill.bill_id == LedgerEntry.bill_id,
+                                        PaymentOrderBill.order_id == order.id))
+        .where(LedgerEntry.account_id == order.account_id, sa.or_(*refs))
+        .group_by(LedgerEntry.bill_id, PaymentOrderBill.seq)
+        .order_by(PaymentOrderBill.seq.desc())).all()
+    for bill_id, amount in paid:
+        part = min(int(amount), rest)
+        if part <= 0:
+            continue
+        ledger.post(session, clock, account_id=order.account_id, bill_id=bill_id,
+                    kind=EntryKind.REFUND, amount_fen=part,
+                    ref=f"refund:{refund.refund_no}:bill:{bill_id}", effective_on=today,
+                    memo=memo)
+        rest -= part
+    if from_pool + rest > 0:
+        ledger.post(session, clock, account_id=order.account_id, kind=EntryKind.REFUND,
+                    amount_fen=from_pool + rest, ref=f"refund:{refund.refund_no}",
+                    effective_on=today, memo=memo)

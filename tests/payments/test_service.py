@@ -326,7 +326,7 @@ def test_refund_needs_a_second_staff_member_and_a_refundable_amount(session, clo
 
 def test_refund_retries_reuse_the_refund_number_and_debit_the_ledger_once(session, clock,
                                                                           two_bills):
-    account_id, _old, _new = two_bills
+    account_id, old, new = two_bills
     channel = FakeChannel()
     order = paid_order(session, clock, account_id, channel)
     refund = service.request_refund(session, clock, order_no=order.order_no, amount_fen=8000,
@@ -344,11 +344,13 @@ def test_refund_retries_reuse_the_refund_number_and_debit_the_ledger_once(sessio
     assert [r.refund_no for r in channel.refunds + channel.refund_queries] == [refund.refund_no] * 2
     refunds = session.scalars(sa.select(LedgerEntry).where(
         LedgerEntry.kind == EntryKind.REFUND)).all()
-    assert [(r.amount_fen, r.ref) for r in refunds] == [(8000, f"refund:{refund.refund_no}")]
+    # the refunded bills are owed again, newest first
+    assert [(r.amount_fen, r.bill_id) for r in refunds] == [(5000, new.id), (3000, old.id)]
+    assert ledger.owed_by_bill(session, [old.id, new.id]) == {old.id: 3000, new.id: 5000}
     assert ledger.owed_by_account(session, [account_id]) == {account_id: 8000}
     reverse = session.scalars(sa.select(OutboxMessage).where(
         OutboxMessage.topic == "billing.reverse_payment")).one()
-    assert reverse.dedup_key == f"reverse:{order.order_no}:{refund.refund_no}"
+    assert reverse.dedup_key == f"reverse:{order.order_no}"  # a full refund
     assert reverse.payload["amount_fen"] == 8000 and reverse.payload["full"] is True
 
 
@@ -372,3 +374,27 @@ def test_a_refused_refund_fails_and_frees_the_amount(session, clock, two_bills):
     service.approve_refund(session, clock, again, approved_by=2)
     assert service.send_refund(session, clock, channel, again, timedelta(minutes=5)) == \
         RefundStatus.FAILED
+
+
+def test_a_partial_refund_takes_the_prepaid_balance_first_then_the_newest_bill(session, clock,
+                                                                              two_bills):
+    account_id, old, new = two_bills
+    channel = FakeChannel()
+    order = order_for(session, clock, account_id, topup_fen=1000)
+    checkout(session, clock, channel, order)
+    service.apply_trade(session, clock, "wechat", channel.pay(order.order_no, 9000), "notify")
+    channel.refund_state = RefundState.SUCCEEDED
+    numbers = []
+    for amount in (1500, 2000):
+        refund = service.request_refund(session, clock, order_no=order.order_no,
+                                        amount_fen=amount, reason="overpaid", requested_by=1)
+        service.approve_refund(session, clock, refund, approved_by=2)
+        assert service.send_refund(session, clock, channel, refund, timedelta(minutes=1)) == \
+            RefundStatus.SUCCEEDED
+        numbers.append(refund.refund_no)
+    # 1000 from the balance, then 500 + 2000 from the newest bill this order paid
+    assert ledger.prepaid_balance(session, account_id) == 0
+    assert ledger.owed_by_bill(session, [old.id, new.id]) == {old.id: 0, new.id: 2500}
+    keys = set(session.scalars(sa.select(OutboxMessage.dedup_key).where(
+        OutboxMessage.topic == "billing.reverse_payment")))
+    assert keys == {f"reverse:{order.order_no}:{no}" for no in numbers}
