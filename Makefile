@@ -15,8 +15,11 @@ COVERAGE_GATE := $(if $(filter 1,$(DIANFEI_REQUIRE_SERVICES)),--cov-fail-under=9
 .PHONY: demo test install install-test
 
 demo: install $(ENVFILE)
+	grep -q '^DIANFEI_SANDBOX=' $(ENVFILE) || echo 'DIANFEI_SANDBOX=1' >> $(ENVFILE)
+	grep -q '^TZ=' $(ENVFILE) || echo 'TZ=Asia/Shanghai' >> $(ENVFILE)
 	honcho -e $(ENVFILE) run flask --app wsgi db upgrade
 	honcho -e $(ENVFILE) run flask --app wsgi demo seed
+	honcho -e $(ENVFILE) run python -m payments.sandbox --init
 	@echo "Dianfei is starting on http://127.0.0.1:5000 (Ctrl-C stops web, worker and beat)"
 	honcho -e $(ENVFILE) start
 

@@ -10,7 +10,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import portal.models  # noqa: F401  (every table is mapped before the database is touched)
-from portal import billing, cli, context, errors, i18n, security, templating, urls
+from portal import billing, cli, context, errors, i18n, payment_channels, security, templating, urls
 from portal.celery_app import celery_init_app
 from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
 from portal.kernel.clock import Clock, SystemClock
@@ -75,9 +75,14 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     celery_init_app(app)
     billing.init_app(app)
     cli.init_app(app)
+    payment_channels.init_app(app, settings, app.extensions[context.CLOCK_KEY])
 
     from portal.backoffice.views import bp as backoffice_bp
+    from portal.web.payments import bp as pay_bp
     from portal.web.views import bp as web_bp
+    from portal.webhooks.views import bp as webhooks_bp
     app.register_blueprint(web_bp)
     app.register_blueprint(backoffice_bp)
+    app.register_blueprint(pay_bp)
+    app.register_blueprint(webhooks_bp)
     return app

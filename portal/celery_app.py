@@ -20,6 +20,8 @@ from portal import context
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "dispatch-outbox": {"task": "portal.tasks.dispatch_outbox",
                         "schedule": timedelta(seconds=30)},
+    "payment-janitor": {"task": "portal.tasks.payment_janitor",
+                        "schedule": timedelta(minutes=1)},
     "purge-consumed-broker-messages": {"task": "portal.tasks.purge_broker_messages",
                                        "schedule": timedelta(hours=1)},
 }

@@ -29,6 +29,18 @@ MESSAGES = {
     "staff_same_password": _l("Choose a password different from the current one."),
     "staff_last_admin": _l("This is the last active administrator. Make someone else an "
                            "administrator first."),
+    "payment_nothing_to_pay": _l("There is nothing to pay: choose at least one bill, or enter "
+                                 "an amount to add to the prepaid balance."),
+    "payment_invalid_amount": _l("Enter an amount in yuan with at most two decimals, e.g. "
+                                 "50 or 50.00."),
+    "payment_channel_unavailable": _l("The payment channel did not answer. Nothing was "
+                                      "charged; please try again in a few minutes."),
+    "payment_channel_refused": _l("The payment channel refused this payment. Please try "
+                                  "another way to pay."),
+    "refund_same_approver": _l("A refund must be approved by a second staff member, not by "
+                               "the person who requested it."),
+    "refund_too_large": _l("The refund is larger than what is left to refund on this "
+                           "payment."),
 }
 
 # Why a bill is held for review (核), for staff; codes and their details come from

@@ -2,6 +2,7 @@
 
 from billing_adapter.local.models import TariffVersionRow
 from billing_adapter.local.postings import BillingPosting
+from payments.models import PaymentEvent, PaymentOrder, PaymentOrderBill, Refund
 from portal.accounts.models import AccountLink, Customer, District, ElectricityAccount, Meter
 from portal.backoffice.models import StaffMember
 from portal.bills.models import Bill, BillLine
@@ -10,5 +11,6 @@ from portal.ledger.models import LedgerEntry
 from portal.readings.models import Reading
 
 __all__ = ["AccountLink", "Bill", "BillLine", "BillingPosting", "Customer", "District",
-           "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage", "Reading", "StaffMember",
+           "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage", "PaymentEvent",
+           "PaymentOrder", "PaymentOrderBill", "Reading", "Refund", "StaffMember",
            "TariffVersionRow"]

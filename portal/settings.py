@@ -7,17 +7,36 @@ when ``create_app`` (or a test) builds it.
 
 from __future__ import annotations
 
+import ipaddress
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from payments.channels.alipay import AlipaySettings
+from payments.channels.stripe import StripeSettings
+from payments.channels.wechat import WechatPaySettings
+from payments.janitor import JanitorPolicy
+
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
 MIN_SECRET_LENGTH = 32
+
+
+def is_sandbox_url(url: str) -> bool:
+    """A gateway production must not talk to: plain HTTP, loopback, or a sandbox host."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost" or host.endswith(".localhost")
+    return (parts.scheme != "https" or loopback or "sandbox" in host
+            or host.endswith("alipaydev.com"))
 
 
 class SettingsError(RuntimeError):
@@ -25,7 +44,8 @@ class SettingsError(RuntimeError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DIANFEI_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="DIANFEI_", extra="ignore", frozen=True,
+                                      env_nested_delimiter="__")
 
     env: Literal["development", "production", "test"] = "development"
     secret_key: SecretStr | None = None
@@ -64,6 +84,14 @@ class Settings(BaseSettings):
                 not self.billing_url.startswith("https://"):
             raise SettingsError("production refuses DIANFEI_BILLING_URL without https://")
         return self
+    # Payments: a channel is enabled exactly when its settings exist (DIANFEI_WECHATPAY__MCHID=..)
+    wechatpay: WechatPaySettings | None = None
+    alipay: AlipaySettings | None = None
+    stripe: StripeSettings | None = None
+    payments: JanitorPolicy = JanitorPolicy()  # order lifetime, queries: DIANFEI_PAYMENTS__*
+    public_url: str = "http://127.0.0.1:5000"  # how channels reach us: notify and return URLs
+    sandbox: bool = False  # demo: channels without settings point at payments.sandbox gateways
+    sandbox_url: str = "http://127.0.0.1:5100"  # where ``python -m payments.sandbox`` serves
 
     @model_validator(mode="after")
     def _production_is_complete(self) -> Settings:
@@ -80,6 +108,24 @@ class Settings(BaseSettings):
             missing.append("DIANFEI_BROKER_URL (a Redis URL, not the embedded SQLite broker)")
         if self.ratelimit_storage_url.startswith("memory"):
             missing.append("DIANFEI_RATELIMIT_STORAGE_URL (Redis, shared by every web process)")
+        if self.sandbox:
+            missing.append("DIANFEI_SANDBOX=0 (the payment sandbox is for the demo only)")
+        gateways = {"DIANFEI_WECHATPAY__GATEWAY_URL": self.wechatpay and self.wechatpay.gateway_url,
+                    "DIANFEI_ALIPAY__GATEWAY_URL": self.alipay and self.alipay.gateway_url,
+                    "DIANFEI_STRIPE__API_BASE": self.stripe and self.stripe.api_base,
+                    "DIANFEI_STRIPE__JS_URL": self.stripe and self.stripe.js_url}
+        missing += [f"{name} (a real HTTPS gateway, not a sandbox or loopback one)"
+                    for name, url in gateways.items() if url and is_sandbox_url(url)]
+        if self.wechatpay is not None and self.wechatpay.sandbox:
+            missing.append("DIANFEI_WECHATPAY__SANDBOX=0")
+        if self.stripe is not None and not (
+                self.stripe.livemode and self.stripe.publishable_key.startswith("pk_live_")):
+            missing.append("DIANFEI_STRIPE__SECRET_KEY and __PUBLISHABLE_KEY (live keys, not "
+                           "test keys)")
+        if (self.wechatpay or self.alipay or self.stripe) and not self.public_url.startswith(
+                "https://"):
+            missing.append("DIANFEI_PUBLIC_URL (the portal's public https:// address, for "
+                           "payment notifications)")
         if missing:
             raise SettingsError("production mode refuses to start; set " + "; ".join(missing))
         return self

@@ -8,10 +8,12 @@ import sqlalchemy as sa
 from celery import shared_task
 from flask import current_app
 
+from payments import janitor
 from portal import context
 from portal.celery_app import sqlite_broker_path
 from portal.extensions import db
 from portal.kernel import outbox
+from portal.payment_channels import channels
 
 # Topic -> handler. Later issues add their topics (billing posting, notifications) here.
 OUTBOX_HANDLERS_KEY = "dianfei.outbox_handlers"
@@ -21,6 +23,15 @@ OUTBOX_HANDLERS_KEY = "dianfei.outbox_handlers"
 def dispatch_outbox() -> int:
     handlers = current_app.extensions.get(OUTBOX_HANDLERS_KEY, {})
     return outbox.dispatch(db.session, context.clock(), handlers)
+
+
+@shared_task(name="portal.tasks.payment_janitor")
+def payment_janitor() -> int:
+    """Query due open orders, close expired ones (at the channel first), push refunds on."""
+    settings = context.settings()
+    report = janitor.run(db.session, context.clock(), channels(), settings.payments,
+                         settings.zone)
+    return report.queried + report.refunds
 
 
 @shared_task(name="portal.tasks.purge_broker_messages")

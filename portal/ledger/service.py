@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from portal.accounts.models import ElectricityAccount
+from portal.bills.models import Bill, BillStatus
 from portal.kernel.clock import Clock
 from portal.ledger.models import EntryKind, LedgerEntry
 
@@ -51,3 +53,63 @@ def owed_by_bill(session: Session, bill_ids: Iterable[int]) -> dict[int, int]:
     owed = dict.fromkeys(ids, 0)
     owed.update({bill_id: int(total) for bill_id, total in rows})
     return owed
+
+
+# --- prepaid balance ---------------------------------------------------------------------------
+# Credit without a bill (an overpayment, a top-up) is the account's prepaid balance. Allocating it
+# to a bill appends a pair of ADJUSTMENT entries summing to zero: ``+x`` without a bill (the credit
+# leaves the pool) and ``-x`` on the bill. Balances and sums stay right; nothing is rewritten.
+
+def owed_bills(session: Session, account_id: int) -> list[tuple[Bill, int]]:
+    """The account's issued bills that still owe something, oldest first, with what each owes."""
+    owed = (
+        sa.select(LedgerEntry.bill_id, sa.func.sum(LedgerEntry.amount_fen).label("owed"))
+        .where(LedgerEntry.account_id == account_id, LedgerEntry.bill_id.is_not(None))
+        .group_by(LedgerEntry.bill_id)
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(Bill, owed.c.owed).join(owed, owed.c.bill_id == Bill.id)
+        .where(Bill.account_id == account_id, Bill.status == BillStatus.ISSUED, owed.c.owed > 0)
+        .order_by(Bill.due_date, Bill.period, Bill.id)
+    )
+    return [(bill, int(amount)) for bill, amount in rows]
+
+
+def prepaid_balance(session: Session, account_id: int) -> int:
+    """Credit not allocated to any bill (fen, >= 0): overpayments and top-ups not yet used."""
+    total = session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(LedgerEntry.amount_fen), 0))
+        .where(LedgerEntry.account_id == account_id, LedgerEntry.bill_id.is_(None)))
+    return max(-int(total or 0), 0)
+
+
+def apply_prepaid(session: Session, clock: Clock, account_id: int, today: date) -> int:
+    """Allocate the account's prepaid balance to its owed bills, oldest first; returns the fen
+    allocated. Call it after a payment succeeds and after bills are issued; the caller commits.
+
+    The account row is locked so two allocations cannot spend the same credit (PostgreSQL:
+    ``FOR NO KEY UPDATE``, exclusive among allocations yet compatible with the KEY SHARE lock
+    every ledger insert takes on the account through its foreign key, so no deadlock). Refs carry
+    the account's entry count, which only grows: a replay of the same state writes nothing.
+    """
+    session.execute(sa.select(ElectricityAccount.id).where(ElectricityAccount.id == account_id)
+                    .with_for_update(key_share=True))
+    pool = prepaid_balance(session, account_id)
+    if pool <= 0:
+        return 0
+    seen = session.scalar(sa.select(sa.func.count(LedgerEntry.id))
+                          .where(LedgerEntry.account_id == account_id))
+    allocated = 0
+    for bill, owed in owed_bills(session, account_id):
+        amount = min(owed, pool - allocated)
+        if amount <= 0:
+            break
+        ref = f"prepaid:{account_id}:{seen}:{bill.id}"
+        memo = f"prepaid balance to bill {bill.period}"
+        post(session, clock, account_id=account_id, kind=EntryKind.ADJUSTMENT, amount_fen=amount,
+             ref=f"{ref}:from", effective_on=today, memo=memo)
+        post(session, clock, account_id=account_id, kind=EntryKind.ADJUSTMENT, amount_fen=-amount,
+             ref=f"{ref}:to", effective_on=today, bill_id=bill.id, memo=memo)
+        allocated += amount
+    return allocated

@@ -1,0 +1,279 @@
+"""Load on the WeChat notify endpoint compared with a hello-world endpoint, on PostgreSQL.
+
+    .venv/bin/python bench/notify_load.py [--requests 2000] [--clients 8] [--workers 2 --threads 4]
+
+Builds a private schema in the PostgreSQL database (DIANFEI_BENCH_PG_URL, default the test
+database), migrates it, adds one household per request with an issued bill and a pending WeChat
+order paying it, then serves ``wsgi:app`` under gunicorn on loopback (one server, one
+configuration, the Procfile's workers and threads) with WeChat Pay enabled against generated
+sandbox keys. It measures:
+
+* ``GET /healthz`` (hello world), then
+* ``POST /notify/wechat`` with valid, distinct, signed and encrypted TRANSACTION.SUCCESS
+  notifications, one per order (each verifies, records the event, moves the order, credits the
+  bill in the ledger, enqueues the posting message and commits before the 204),
+
+each with a fixed number of concurrent keep-alive clients, and prints requests, errors, rps, p50
+and p99 for each, checks every order was credited once, and prints LAST
+``ratio_to_hello=<notify rps / hello rps>``. Targets: ratio >= 0.25 and notify p99 <= 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from payments.channels.base import Scene  # noqa: E402
+from payments.models import PaymentOrder  # noqa: E402
+from payments.sandbox.wechat import WechatSandboxKeys, generate_keys, signed_notification  # noqa: E402
+from payments.service import create_order  # noqa: E402
+from payments.states import OrderStatus  # noqa: E402
+from portal.accounts.models import CustomerClass, District, ElectricityAccount  # noqa: E402
+from portal.app import create_app  # noqa: E402
+from portal.bills.models import Bill, BillLine, LineKind  # noqa: E402
+from portal.bills.service import issue  # noqa: E402
+from portal.extensions import db  # noqa: E402
+from portal.kernel.clock import SystemClock  # noqa: E402
+from portal.settings import Settings  # noqa: E402
+
+PG_URL = os.environ.get(
+    "DIANFEI_BENCH_PG_URL",
+    os.environ.get("DIANFEI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+)
+SECRET = "bench-secret-key-that-is-long-enough-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def environment(url: str, keys: WechatSandboxKeys, key_file: Path, port: int) -> dict[str, str]:
+    return {
+        "DIANFEI_ENV": "development",
+        "DIANFEI_DATABASE_URL": url,
+        "DIANFEI_SECRET_KEY": SECRET,
+        "DIANFEI_BROKER_URL": "memory://",
+        "DIANFEI_RATELIMIT_STORAGE_URL": "memory://",
+        "DIANFEI_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "DIANFEI_WECHATPAY__MCHID": keys.mchid,
+        "DIANFEI_WECHATPAY__APPID": keys.appid,
+        "DIANFEI_WECHATPAY__MERCHANT_SERIAL_NO": keys.merchant_serial_no,
+        "DIANFEI_WECHATPAY__PRIVATE_KEY_PATH": str(key_file),
+        "DIANFEI_WECHATPAY__APIV3_KEY": keys.apiv3_key,
+        "DIANFEI_WECHATPAY__PUBLIC_KEY_PEM": keys.platform_public_key_pem,
+        "DIANFEI_WECHATPAY__PUBLIC_KEY_ID": keys.public_key_id,
+        # never called while notifications are handled; a closed loopback port
+        "DIANFEI_WECHATPAY__GATEWAY_URL": "http://127.0.0.1:9",
+        "DIANFEI_WECHATPAY__SANDBOX": "true",
+    }
+
+
+def prepare(url: str, count: int) -> list[tuple[str, int]]:
+    """Migrate, then ``count`` households, each with one issued bill and a pending WeChat order
+    paying it (the everyday case: one notification per household, no two on one account);
+    (order_no, amount) each."""
+    from flask_migrate import upgrade
+
+    settings = Settings(env="test", database_url=url, secret_key=SECRET,  # type: ignore[arg-type]
+                        broker_url="memory://", ratelimit_storage_url="memory://")
+    app = create_app(settings)
+    clock = SystemClock()
+    today = clock.now().date()
+    with app.app_context():
+        upgrade()
+        session = db.session
+        district = District(code="bench", name="压测供电所")
+        session.add(district)
+        orders = []
+        for n in range(count):
+            account = ElectricityAccount(
+                account_no=f"88{n:08d}", holder_name="压测户", address="压测路1号",
+                district=district, customer_class=CustomerClass.RESIDENTIAL,
+                tariff_code="beijing-residential", created_at=clock.now())
+            session.add(account)
+            session.flush()
+            amount = 5000 + n
+            bill = Bill(account_id=account.id, period="2026-11", version=1,
+                        period_start=date(2026, 11, 1), period_end=date(2026, 11, 30),
+                        kwh=Decimal(100), tariff_code=account.tariff_code, total_fen=amount,
+                        due_date=today + timedelta(days=20), created_at=clock.now(),
+                        lines=[BillLine(seq=1, kind=LineKind.ENERGY, tier=1, kwh=Decimal(100),
+                                        unit_price=Decimal("0.5"), amount_fen=amount,
+                                        description="电费")])
+            session.add(bill)
+            session.flush()
+            issue(session, clock, bill)
+            order = create_order(
+                session, clock, account_id=account.id, customer_id=None, channel="wechat",
+                scene=Scene.DESKTOP, bill_ids=None, lifetime=timedelta(minutes=30),
+                first_query_after=timedelta(minutes=5),
+            )
+            orders.append((order.order_no, order.amount_fen))
+            if n % 200 == 199:
+                session.commit()
+        session.execute(sa.update(PaymentOrder).values(status=OrderStatus.PENDING))
+        session.commit()
+        db.engine.dispose()
+    return orders
+
+
+def credited(url: str, order_nos: Sequence[str]) -> int:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        done = conn.scalar(
+            sa.select(sa.func.count()).select_from(PaymentOrder)
+            .where(PaymentOrder.order_no.in_(order_nos))
+            .where(PaymentOrder.status == OrderStatus.SUCCEEDED))
+    engine.dispose()
+    return int(done or 0)
+
+
+Request = tuple[str, str, bytes, dict[str, str]]
+
+
+def run(port: int, requests: Sequence[Request], clients: int) -> tuple[float, list[float], int]:
+    """Send the requests with ``clients`` keep-alive connections; (seconds, latencies, errors)."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    next_index = iter(range(len(requests)))
+    barrier = threading.Barrier(clients + 1)
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine: list[float] = []
+        failed = 0
+        barrier.wait()
+        while True:
+            with lock:
+                index = next(next_index, None)
+            if index is None:
+                break
+            method, path, body, headers = requests[index]
+            started = time.perf_counter()
+            try:
+                conn.request(method, path, body=body or None, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                ok = 200 <= response.status < 300
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                ok = False
+            mine.append(time.perf_counter() - started)
+            failed += not ok
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            errors[0] += failed
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started, latencies, errors[0]
+
+
+def report(name: str, seconds: float, latencies: list[float], errors: int) -> float:
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    rps = len(latencies) / seconds
+    print(f"{name}: requests={len(latencies)} errors={errors} rps={rps:.1f} "
+          f"p50_ms={cuts[49] * 1000:.1f} p99_ms={cuts[98] * 1000:.1f}")
+    return rps
+
+
+def wait_ready(port: int, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"gunicorn exited with {server.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("gunicorn did not answer /healthz within 60 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="per endpoint")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent connections")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args()
+    warmup = 50
+
+    schema = f"dianfei_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        print(f"preparing {args.requests + warmup} orders in schema {schema} ...", file=sys.stderr)
+        orders = prepare(url, args.requests + warmup)
+        keys = generate_keys()
+        notifications: list[Request] = []
+        for order_no, amount in orders:
+            headers, body = signed_notification(keys, out_trade_no=order_no, amount_fen=amount)
+            notifications.append(("POST", "/notify/wechat", body, headers))
+        hello: list[Request] = [("GET", "/healthz", b"", {})] * args.requests
+
+        port = free_port()
+        with tempfile.TemporaryDirectory() as tmp:
+            key_file = Path(tmp) / "merchant.pem"
+            key_file.write_text(keys.merchant_private_key_pem)
+            server = subprocess.Popen(
+                [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}",
+                 "--workers", str(args.workers), "--threads", str(args.threads),
+                 "--log-level", "warning", "wsgi:app"],
+                cwd=ROOT, env={**os.environ, **environment(url, keys, key_file, port)},
+            )
+            wait_ready(port, server)
+            print(f"gunicorn: {args.workers} workers x {args.threads} threads; "
+                  f"{args.clients} clients; PostgreSQL", file=sys.stderr)
+            run(port, hello[:warmup], args.clients)
+            run(port, notifications[:warmup], args.clients)
+            hello_rps = report("hello", *run(port, hello, args.clients))
+            notify_rps = report("notify_wechat", *run(port, notifications[warmup:],
+                                                      args.clients))
+        done = credited(url, [no for no, _ in orders])
+        print(f"credited={done}/{len(orders)} orders")
+        print(f"ratio_to_hello={notify_rps / hello_rps:.3f}")
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,450 @@
+"""Payment orders: create (committed before any channel call), check out, apply verified trades
+once, credit the ledger, and refunds. Flask-free; callers pass the session, clock and channel.
+
+Idempotency: the order row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's
+``BEGIN IMMEDIATE`` already serialises writers) and every move is a guarded UPDATE; ledger refs
+derive from the order number, so a duplicate that slips past both still writes nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import date, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from payments.channels.base import (
+    ChannelError,
+    ChannelUnavailable,
+    Checkout,
+    Notification,
+    OrderRequest,
+    PaymentChannel,
+    RefundRequest,
+    RefundResult,
+    RefundState,
+    Scene,
+    Trade,
+    TradeState,
+)
+from payments.models import PaymentEvent, PaymentOrder, PaymentOrderBill, Refund
+from payments.states import OPEN, ORDER_MACHINE, REFUND_MACHINE, OrderStatus, RefundStatus
+from portal.accounts.models import ElectricityAccount
+from portal.bills.models import Bill
+from portal.kernel import outbox
+from portal.kernel.clock import Clock, local_today
+from portal.kernel.errors import Conflict, DomainError, NotFound
+from portal.ledger import service as ledger
+from portal.ledger.models import EntryKind, LedgerEntry
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")
+POST_PAYMENT_TOPIC = "billing.post_payment"
+REVERSE_PAYMENT_TOPIC = "billing.reverse_payment"
+MAX_TOPUP_FEN = 10_000_000  # 100,000 yuan: a typing slip, not a top-up
+
+
+class NothingToPay(DomainError):
+    code = "payment_nothing_to_pay"
+
+
+class InvalidAmount(DomainError):
+    code = "payment_invalid_amount"
+
+
+class ChannelDown(DomainError):
+    code = "payment_channel_unavailable"
+    status = 503
+
+
+class ChannelRefused(DomainError):
+    code = "payment_channel_refused"
+    status = 502
+
+
+class SameApprover(Conflict):
+    code = "refund_same_approver"
+
+
+class RefundTooLarge(Conflict):
+    code = "refund_too_large"
+
+
+class Outcome(enum.StrEnum):
+    """What applying a trade did, recorded on the raw event."""
+
+    APPLIED = "applied"            # a move happened (succeeded, closed, failed, pending)
+    DUPLICATE = "duplicate"        # nothing new: already in that state or past it
+    REVIEW = "review"              # amount/currency mismatch or paid after close: staff decide
+    UNKNOWN_ORDER = "unknown_order"
+    IGNORED = "ignored"            # an event without a trade, or a state we do not act on
+
+
+def new_number(prefix: str, clock: Clock) -> str:
+    """``DF20261203100000a1b2c3d4e5``: prefix, UTC time, 10 random hex (26 characters)."""
+    return f"{prefix}{clock.now():%Y%m%d%H%M%S}{secrets.token_hex(5)}"
+
+
+# --- orders ----------------------------------------------------------------------------------
+
+def create_order(session: Session, clock: Clock, *, account_id: int, customer_id: int | None,
+                 channel: str, scene: Scene, bill_ids: Sequence[int] | None,
+                 topup_fen: int = 0, lifetime: timedelta,
+                 first_query_after: timedelta) -> PaymentOrder:
+    """Add an order for the given owed bills (all owed bills when ``bill_ids`` is None) plus an
+    optional top-up. Each bill is paid what it owes now, oldest first. Flushes, the caller (or
+    ``start_checkout``) commits."""
+    if not isinstance(topup_fen, int) or topup_fen < 0 or topup_fen > MAX_TOPUP_FEN:
+        raise InvalidAmount(str(topup_fen))
+    owed = ledger.owed_bills(session, account_id)
+    if bill_ids is not None:
+        wanted = set(bill_ids)
+        owed = [(bill, amount) for bill, amount in owed if bill.id in wanted]
+        if len(owed) != len(wanted):
+            raise NothingToPay("a chosen bill is not owed by this account")
+    amount = sum(a for _b, a in owed) + topup_fen
+    if amount <= 0:
+        raise NothingToPay()
+    now = clock.now()
+    order = PaymentOrder(
+        order_no=new_number("DF", clock), account_id=account_id, customer_id=customer_id,
+        channel=channel, scene=scene, amount_fen=amount, currency="CNY",
+        status=OrderStatus.CREATED, expires_at=now + lifetime,
+        next_query_at=now + first_query_after, query_attempts=0,
+        created_at=now, updated_at=now,
+        bills=[PaymentOrderBill(bill_id=bill.id, seq=i, amount_fen=a)
+               for i, (bill, a) in enumerate(owed)],
+    )
+    session.add(order)
+    session.flush()
+    return order
+
+
+def start_checkout(session: Session, clock: Clock, channel: PaymentChannel,
+                   order: PaymentOrder, *, description: str, notify_url: str, return_url: str,
+                   payer_openid: str | None = None) -> Checkout:
+    """Commit the order row, then ask the channel for a checkout and record the answer.
+
+    No answer (timeout, 5xx) leaves the order ``unknown`` for the janitor and raises
+    ``ChannelDown``; a refusal fails the order and raises ``ChannelRefused``.
+    """
+    request = OrderRequest(order_no=order.order_no, amount_fen=order.amount_fen,
+                           description=description, scene=order.scene, notify_url=notify_url,
+                           return_url=return_url, expires_at=order.expires_at,
+                           payer_openid=payer_openid, currency=order.currency)
+    order_id = order.id
+    # The row exists before the channel hears of it; the session is not touched again until
+    # the channel answered, so no transaction (on SQLite: no write lock) spans the call.
+    session.commit()
+    try:
+        checkout = channel.create(request)
+    except ChannelUnavailable as exc:
+        ORDER_MACHINE.move(session, PaymentOrder, order_id, OrderStatus.CREATED,
+                           OrderStatus.UNKNOWN, updated_at=clock.now())
+        session.commit()
+        raise ChannelDown(str(exc)) from exc
+    except ChannelError as exc:
+        ORDER_MACHINE.move(session, PaymentOrder, order_id, OrderStatus.CREATED,
+                           OrderStatus.FAILED, updated_at=clock.now())
+        session.commit()
+        raise ChannelRefused(exc.code) from exc
+    values = {k: v for k, v in asdict(checkout).items() if v is not None}
+    ORDER_MACHINE.move(session, PaymentOrder, order_id, OrderStatus.CREATED, OrderStatus.PENDING,
+                       checkout=values, channel_ref=checkout.channel_ref, updated_at=clock.now())
+    session.commit()
+    session.refresh(order)
+    return checkout
+
+
+def order_by_no(session: Session, order_no: str, lock: bool = False) -> PaymentOrder | None:
+    query = sa.select(PaymentOrder).where(PaymentOrder.order_no == order_no)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return session.scalars(query).first()
+
+
+def record_event(session: Session, clock: Clock, channel_name: str,
+                 notification: Notification) -> int | None:
+    """Store the verified event as received; its row id, or None when this event id was
+    recorded before (a concurrent copy waits here until the first one commits)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    trade = notification.trade
+    stmt = insert(PaymentEvent).values(
+        channel=channel_name, event_id=notification.event_id[:128],
+        event_type=notification.event_type[:64],
+        order_no=trade.order_no[:64] if trade else None,
+        payload=dict(notification.raw), received_at=clock.now(),
+    ).on_conflict_do_nothing(index_elements=["channel", "event_id"]).returning(PaymentEvent.id)
+    return session.execute(stmt).scalar()
+
+
+def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
+                source: str, zone: tzinfo = DEFAULT_ZONE) -> Outcome:
+    """Apply one verified statement about an order, once. Does not commit.
+
+    ``source`` says where the trade came from ("notify", "query", "return") for the log.
+    """
+    found = session.execute(
+        sa.select(PaymentOrder, ElectricityAccount.account_no)
+        .join(ElectricityAccount, ElectricityAccount.id == PaymentOrder.account_id)
+        .where(PaymentOrder.order_no == trade.order_no)
+        .with_for_update(of=PaymentOrder).execution_options(populate_existing=True)).first()
+    order, account_no = found if found is not None else (None, "")
+    if order is None or order.channel != channel_name:
+        log.warning("%s %s: no %s order %s", channel_name, source, channel_name, trade.order_no)
+        return Outcome.UNKNOWN_ORDER
+    now = clock.now()
+    status = order.status
+    if trade.state in (TradeState.SUCCEEDED, TradeState.REFUNDED):
+        if status in (OrderStatus.SUCCEEDED, OrderStatus.REVIEW):
+            return Outcome.DUPLICATE
+        reason = None
+        if trade.amount_fen != order.amount_fen or trade.currency != order.currency:
+            reason = (f"amount_mismatch: paid {trade.amount_fen} {trade.currency}, "
+                      f"ordered {order.amount_fen} {order.currency}")
+        elif status not in OPEN:
+            reason = f"paid_after_{status.value}"
+        if reason is not None:
+            ORDER_MACHINE.move(session, PaymentOrder, order.id, status, OrderStatus.REVIEW,
+                               review_reason=reason[:255], channel_trade_no=trade.channel_trade_no,
+                               next_query_at=None, updated_at=now)
+            log.warning("order %s to review (%s, via %s)", order.order_no, reason, source)
+            return Outcome.REVIEW
+        paid_at = trade.paid_at or now
+        if not ORDER_MACHINE.move(session, PaymentOrder, order.id, status, OrderStatus.SUCCEEDED,
+                                  paid_at=paid_at, channel_trade_no=trade.channel_trade_no,
+                                  next_query_at=None, updated_at=now):
+            return Outcome.DUPLICATE  # pragma: no cover  (the row lock makes this a lost race)
+        _credit(session, clock, order, account_no, paid_at, zone)
+        return Outcome.APPLIED
+    target = {TradeState.CLOSED: OrderStatus.CLOSED, TradeState.FAILED: OrderStatus.FAILED,
+              TradeState.PENDING: OrderStatus.PENDING}.get(trade.state)
+    if target is None or status not in OPEN:
+        return Outcome.IGNORED if target is None else Outcome.DUPLICATE
+    if status == target:
+        return Outcome.DUPLICATE
+    ORDER_MACHINE.move(session, PaymentOrder, order.id, status, target, updated_at=now,
+                       next_query_at=None if target != OrderStatus.PENDING else order.next_query_at)
+    return Outcome.APPLIED
+
+
+def _credit(session: Session, clock: Clock, order: PaymentOrder, account_no: str,
+            paid_at: datetime, zone: tzinfo) -> None:
+    """Credit a succeeded order: its bills oldest first (up to what each still owes), the rest
+    to the prepaid balance, which then pays other owed bills; tell billing."""
+    day = paid_at.astimezone(zone).date()
+    covered = session.execute(  # each covered bill, oldest first, with what it owes now
+        sa.select(PaymentOrderBill.bill_id, Bill.period,
+                  sa.func.coalesce(sa.func.sum(LedgerEntry.amount_fen), 0))
+        .join(Bill, Bill.id == PaymentOrderBill.bill_id)
+        .outerjoin(LedgerEntry, LedgerEntry.bill_id == PaymentOrderBill.bill_id)
+        .where(PaymentOrderBill.order_id == order.id)
+        .group_by(PaymentOrderBill.bill_id, Bill.period, PaymentOrderBill.seq)
+        .order_by(PaymentOrderBill.seq)).all()
+    remaining = order.amount_fen
+    for bill_id, _period, owed in covered:
+        amount = min(int(owed), remaining)
+        if amount <= 0:
+            continue
+        ledger.post(session, clock, account_id=order.account_id, bill_id=bill_id,
+                    kind=EntryKind.PAYMENT, amount_fen=-amount,
+                    ref=f"pay:{order.order_no}:bill:{bill_id}", effective_on=day,
+                    memo=f"{order.channel} {order.order_no}")
+        remaining -= amount
+    if remaining > 0:  # only new credit can pay other bills: skip the allocation otherwise
+        ledger.post(session, clock, account_id=order.account_id, kind=EntryKind.PAYMENT,
+                    amount_fen=-remaining, ref=f"pay:{order.order_no}:prepaid", effective_on=day,
+                    memo=f"{order.channel} {order.order_no}")
+        ledger.apply_prepaid(session, clock, order.account_id, local_today(clock, zone))
+    outbox.enqueue(session, clock, POST_PAYMENT_TOPIC, {
+        "order_no": order.order_no, "account_no": account_no, "amount_fen": order.amount_fen,
+        "paid_at": paid_at.isoformat(), "channel": order.channel,
+        "bill_periods": [period for _bill_id, period, _owed in covered],
+    }, dedup_key=f"post:{order.order_no}")
+
+
+def handle_notification(session: Session, clock: Clock, channel_name: str,
+                        notification: Notification, zone: tzinfo = DEFAULT_ZONE) -> Outcome:
+    """Record the verified event, then apply its trade once. Does not commit: the caller commits
+    the whole handling before answering the channel."""
+    event_id = record_event(session, clock, channel_name, notification)
+    if event_id is None:
+        return Outcome.DUPLICATE
+    if notification.trade is None:
+        outcome = Outcome.IGNORED
+    else:
+        outcome = apply_trade(session, clock, channel_name, notification.trade, "notify", zone)
+    session.execute(sa.update(PaymentEvent).where(PaymentEvent.id == event_id)
+                    .values(outcome=outcome.value))
+    return outcome
+
+
+def refresh_from_channel(session: Session, clock: Clock, channel: PaymentChannel,
+                         order: PaymentOrder, zone: tzinfo = DEFAULT_ZONE) -> Outcome | None:
+    """Query the channel once for an open order (the return page) and apply what it says.
+    Commits. None when the channel did not answer: the notification or the janitor will."""
+    if order.status not in OPEN:
+        return None
+    try:
+        trade = channel.query(order.order_no, order.channel_ref)
+    except ChannelError as exc:
+        log.info("query of %s on return failed: %s", order.order_no, exc)
+        return None
+    if trade.state == TradeState.NOT_FOUND:
+        return None
+    outcome = apply_trade(session, clock, channel.name, trade, "return", zone)
+    session.commit()
+    session.refresh(order)
+    return outcome
+
+
+# --- refunds ---------------------------------------------------------------------------------
+
+def refundable_fen(session: Session, order: PaymentOrder) -> int:
+    taken = session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(Refund.amount_fen), 0))
+        .where(Refund.order_id == order.id, Refund.status != RefundStatus.FAILED))
+    return order.amount_fen - int(taken or 0)
+
+
+def request_refund(session: Session, clock: Clock, *, order_no: str, amount_fen: int,
+                   reason: str, requested_by: int) -> Refund:
+    """A staff member asks to refund part or all of a succeeded order. Flushes."""
+    order = order_by_no(session, order_no, lock=True)
+    if order is None:
+        raise NotFound(order_no)
+    if order.status != OrderStatus.SUCCEEDED:
+        raise Conflict(f"order {order_no} is {order.status.value}")
+    if not isinstance(amount_fen, int) or amount_fen <= 0:
+        raise InvalidAmount(str(amount_fen))
+    if amount_fen > refundable_fen(session, order):
+        raise RefundTooLarge(f"{amount_fen} > refundable")
+    now = clock.now()
+    refund = Refund(refund_no=new_number("RF", clock), order_id=order.id, amount_fen=amount_fen,
+                    status=RefundStatus.REQUESTED, reason=reason[:255],
+                    requested_by_id=requested_by, requested_at=now, updated_at=now)
+    session.add(refund)
+    session.flush()
+    return refund
+
+
+def approve_refund(session: Session, clock: Clock, refund: Refund, approved_by: int) -> None:
+    """A second staff member approves; the requester cannot approve their own refund."""
+    if approved_by == refund.requested_by_id:
+        raise SameApprover()
+    now = clock.now()
+    if not REFUND_MACHINE.move(session, Refund, refund.id, RefundStatus.REQUESTED,
+                               RefundStatus.APPROVED, approved_by_id=approved_by,
+                               approved_at=now, updated_at=now):
+        raise Conflict(f"refund {refund.refund_no} is no longer requested")
+    session.refresh(refund)
+
+
+def _refund_request(refund: Refund) -> RefundRequest:
+    order = refund.order
+    return RefundRequest(order_no=order.order_no, refund_no=refund.refund_no,
+                         amount_fen=refund.amount_fen, order_amount_fen=order.amount_fen,
+                         reason=refund.reason, channel_ref=order.channel_ref)
+
+
+def send_refund(session: Session, clock: Clock, channel: PaymentChannel, refund: Refund,
+                retry_after: timedelta, zone: tzinfo = DEFAULT_ZONE) -> RefundStatus:
+    """Send an approved refund, or push a pending one forward: re-send it (same refund number)
+    while the channel has not acknowledged it, otherwise query its outcome. Commits."""
+    now = clock.now()
+    if refund.status == RefundStatus.APPROVED:
+        REFUND_MACHINE.move(session, Refund, refund.id, RefundStatus.APPROVED,
+                            RefundStatus.PENDING, updated_at=now)
+        session.commit()  # pending (sent or not) is on record before the channel hears of it
+        session.refresh(refund)
+    if refund.status != RefundStatus.PENDING:
+        return refund.status
+    try:
+        if refund.accepted:
+            refund.query_attempts += 1
+            result = channel.query_refund(_refund_request(refund))
+        else:
+            refund.send_attempts += 1
+            result = channel.refund(_refund_request(refund))
+            refund.accepted = True
+    except ChannelUnavailable as exc:
+        log.info("refund %s: no answer (%s); retry later", refund.refund_no, exc)
+        refund.next_query_at, refund.updated_at = now + retry_after, now
+        session.commit()
+        return refund.status
+    except ChannelError as exc:
+        result = RefundResult(refund.refund_no, RefundState.FAILED)
+        refund.failure_reason = exc.code[:255]
+    _finish_refund(session, clock, refund, result, retry_after, zone)
+    session.commit()
+    session.refresh(refund)
+    return refund.status
+
+
+def _finish_refund(session: Session, clock: Clock, refund: Refund, result: RefundResult,
+                   retry_after: timedelta, zone: tzinfo) -> None:
+    now = clock.now()
+    if result.channel_refund_no:
+        refund.channel_refund_no = result.channel_refund_no
+    if result.state == RefundState.PENDING:
+        refund.next_query_at, refund.updated_at = now + retry_after, now
+        return
+    target = (RefundStatus.SUCCEEDED if result.state == RefundState.SUCCEEDED
+              else RefundStatus.FAILED)
+    session.flush()
+    if REFUND_MACHINE.move(session, Refund, refund.id, RefundStatus.PENDING, target,
+                           finished_at=now, next_query_at=None, updated_at=now) \
+            and target == RefundStatus.SUCCEEDED:
+        order = refund.order
+        _debit_refund(session, clock, refund, order, local_today(clock, zone))
+        account_no = session.scalar(sa.select(ElectricityAccount.account_no)
+                                    .where(ElectricityAccount.id == order.account_id))
+        full = refund.amount_fen == order.amount_fen
+        outbox.enqueue(session, clock, REVERSE_PAYMENT_TOPIC, {
+            "order_no": order.order_no, "refund_no": refund.refund_no, "account_no": account_no,
+            "amount_fen": refund.amount_fen, "full": full,
+            "refunded_at": now.isoformat(), "channel": order.channel,
+        }, dedup_key=f"reverse:{order.order_no}" if full
+           else f"reverse:{order.order_no}:{refund.refund_no}")
+
+
+def _debit_refund(session: Session, clock: Clock, refund: Refund, order: PaymentOrder,
+                  today: date) -> None:
+    """Refunded money leaves the prepaid balance first; the rest un-pays the bills this order
+    paid, newest first, so they show as owed again. One REFUND entry per part."""
+    memo = f"refund of {order.order_no}"
+    from_pool = min(ledger.prepaid_balance(session, order.account_id), refund.amount_fen)
+    rest = refund.amount_fen - from_pool
+    earlier = list(session.scalars(sa.select(Refund.refund_no).where(
+        Refund.order_id == order.id, Refund.id != refund.id,
+        Refund.status == RefundStatus.SUCCEEDED)))
+    refs = [LedgerEntry.ref.like(f"pay:{order.order_no}:bill:%")] + [
+        LedgerEntry.ref.like(f"refund:{no}:bill:%") for no in earlier]
+    paid = session.execute(  # what this order paid each bill, less earlier refunds of it
+        sa.select(LedgerEntry.bill_id, -sa.func.sum(LedgerEntry.amount_fen))
+        .join(PaymentOrderBill, sa.and_(PaymentOrderBill.bill_id == LedgerEntry.bill_id,
+                                        PaymentOrderBill.order_id == order.id))
+        .where(LedgerEntry.account_id == order.account_id, sa.or_(*refs))
+        .group_by(LedgerEntry.bill_id, PaymentOrderBill.seq)
+        .order_by(PaymentOrderBill.seq.desc())).all()
+    for bill_id, amount in paid:
+        part = min(int(amount), rest)
+        if part <= 0:
+            continue
+        ledger.post(session, clock, account_id=order.account_id, bill_id=bill_id,
+                    kind=EntryKind.REFUND, amount_fen=part,
+                    ref=f"refund:{refund.refund_no}:bill:{bill_id}", effective_on=today,
+                    memo=memo)
+        rest -= part
+    if from_pool + rest > 0:
+        ledger.post(session, clock, account_id=order.account_id, kind=EntryKind.REFUND,
+                    amount_fen=from_pool + rest, ref=f"refund:{refund.refund_no}",
+                    effective_on=today, memo=memo)
