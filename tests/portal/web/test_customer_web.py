@@ -250,3 +250,10 @@ def test_new_account_without_bills_shows_nothing_owed(app, web, clock) -> None:
     assert "9900000001" in page and "¥0.00" in page and "Latest bill" not in page
     assert "No bills yet." in text_of(web.get("/accounts/1/bills"))
     assert "No usage yet." in text_of(web.get("/accounts/1/usage"))
+
+
+@pytest.mark.parametrize("path", ["/login", "/signup"])
+def test_form_fields_carry_only_the_attributes_they_were_given(client, path) -> None:
+    html = client.get(path).get_data(as_text=True)
+    assert '="None"' not in html
+    assert 'autocomplete="current-password"' in html or 'autocomplete="new-password"' in html
