@@ -11,6 +11,6 @@ from portal.ledger.models import LedgerEntry
 from portal.readings.models import Reading
 
 __all__ = ["AccountLink", "Bill", "BillLine", "BillingPosting", "BillingReversal", "Customer",
-           "District", "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage", "PaymentEvent",
-           "PaymentOrder", "PaymentOrderBill", "Reading", "Refund", "StaffMember",
+           "District", "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage",
+           "PaymentEvent", "PaymentOrder", "PaymentOrderBill", "Reading", "Refund", "StaffMember",
            "TariffVersionRow"]
