@@ -40,9 +40,11 @@ def upgrade():
         "SELECT order_no, id, amount_fen, COALESCE(reversal_reason, ''), reversed_at "
         "FROM billing_postings WHERE reversed_at IS NOT NULL")
 
-    with op.batch_alter_table('billing_postings', schema=None) as batch_op:
-        batch_op.drop_column('reversal_reason')
-        batch_op.drop_column('reversed_at')
+    # Hand-written: a plain ALTER TABLE ... DROP COLUMN (SQLite >= 3.35 has it), not a batch
+    # copy-and-drop of billing_postings, which SQLite's foreign keys refuse once reversals refer
+    # to its rows.
+    op.drop_column('billing_postings', 'reversal_reason')
+    op.drop_column('billing_postings', 'reversed_at')
 
     # ### end Alembic commands ###
 
