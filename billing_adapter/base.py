@@ -141,8 +141,15 @@ class BillingSystem(Protocol):
         returns ``duplicate=True``."""
         ...
 
-    def reverse_payment(self, order_no: str, reason: str) -> PostingReceipt:
-        """Undo a posting (a refund); idempotent on ``order_no``."""
+    def reverse_payment(self, order_no: str, reason: str, *, reversal_no: str,
+                        amount_fen: int) -> PostingReceipt:
+        """Undo ``amount_fen`` of the posting of ``order_no`` (a full or partial refund).
+
+        Idempotent on ``reversal_no`` (our refund number): a repeat changes nothing and returns
+        ``duplicate=True``. An order may have several reversals; together they never exceed its
+        posting. Raises ``BillingRejected``: ``unknown_order`` (never posted), ``invalid_amount``
+        (not above 0), ``reversal_too_large`` (more than is left of the posting),
+        ``reversal_conflict`` (this ``reversal_no`` was used with another order or amount)."""
         ...
 
     def apply_adjustment(self, adjustment: Adjustment) -> BillInfo:

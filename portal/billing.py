@@ -2,11 +2,13 @@
 
 ``billing_system(session)`` is the one place that chooses: the HTTP adapter when
 ``DIANFEI_BILLING_URL`` (with its token) is set, else the embedded engine on the portal's tables.
-A payment is posted (销账) eventually and exactly once: the payments service calls
-``enqueue_payment_posting`` in the transaction that records the payment; the outbox handler
-retries while the billing system is unavailable (about two days, backing off to hourly) and
-leaves a refused posting dead in the outbox, visible to staff. The billing system is idempotent
-on the order number, so a retry after a lost reply posts nothing twice.
+A payment is posted (销账) eventually and exactly once: the payments service enqueues
+``billing.post_payment`` in the transaction that records the payment, and
+``billing.reverse_payment`` in the one that records a succeeded refund (payload and dedup keys:
+``payments.service``); the handlers here read exactly those payloads. The outbox retries while the
+billing system is unavailable (about two days, backing off to hourly) and leaves a refused message
+dead, visible to staff. The billing system is idempotent on the order number (postings) and the
+refund number (reversals), so a retry after a lost reply changes nothing twice.
 """
 
 from __future__ import annotations
@@ -22,14 +24,12 @@ from sqlalchemy.orm import Session
 from billing_adapter.base import BillingRejected, BillingSystem, PaymentPosting
 from billing_adapter.http.client import HttpBillingSystem
 from billing_adapter.local.system import LocalBillingSystem
+from payments.service import POST_PAYMENT_TOPIC, REVERSE_PAYMENT_TOPIC
 from portal import context
 from portal.extensions import db
 from portal.kernel import outbox
-from portal.kernel.clock import Clock
 from portal.tasks import OUTBOX_HANDLERS_KEY
 
-POST_PAYMENT = "billing.post_payment"
-REVERSE_PAYMENT = "billing.reverse_payment"
 # 30 s, 1, 2 ... 32 min, then hourly: 56 attempts span about two days of outage.
 POSTING_MAX_ATTEMPTS = 56
 
@@ -45,21 +45,6 @@ def billing_system(session: Session, *, retries: int | None = None) -> BillingSy
     return LocalBillingSystem(session, context.clock())
 
 
-def enqueue_payment_posting(session: Session, clock: Clock, posting: PaymentPosting) -> None:
-    """In the caller's transaction: post this payment to the billing system once, eventually."""
-    payload = {"order_no": posting.order_no, "account_no": posting.account_no,
-               "amount_fen": posting.amount_fen, "paid_at": posting.paid_at.isoformat(),
-               "channel": posting.channel, "bill_periods": list(posting.bill_periods)}
-    outbox.enqueue(session, clock, POST_PAYMENT, payload,
-                   dedup_key=f"{POST_PAYMENT}:{posting.order_no}")
-
-
-def enqueue_payment_reversal(session: Session, clock: Clock, order_no: str, reason: str) -> None:
-    """In the caller's transaction (a refund's success): undo the posting once, eventually."""
-    outbox.enqueue(session, clock, REVERSE_PAYMENT, {"order_no": order_no, "reason": reason},
-                   dedup_key=f"{REVERSE_PAYMENT}:{order_no}")
-
-
 def _post(system: BillingSystem, payload: dict[str, Any]) -> None:
     system.post_payment(PaymentPosting(
         order_no=payload["order_no"], account_no=payload["account_no"],
@@ -72,8 +57,11 @@ class PostingNotLanded(Exception):
 
 
 def _reverse(system: BillingSystem, payload: dict[str, Any]) -> None:
+    """A succeeded refund, as ``payments.service`` writes it: reverse the refunded amount (all or
+    part of the order's posting) once, keyed by the refund number."""
     try:
-        system.reverse_payment(payload["order_no"], payload["reason"])
+        system.reverse_payment(payload["order_no"], f"refund {payload['refund_no']}",
+                               reversal_no=payload["refund_no"], amount_fen=payload["amount_fen"])
     except BillingRejected as exc:
         if exc.code == "unknown_order":
             raise PostingNotLanded(payload["order_no"]) from exc
@@ -98,5 +86,5 @@ class BillingHandler:
 
 def init_app(app: Flask) -> None:
     handlers = app.extensions.setdefault(OUTBOX_HANDLERS_KEY, {})
-    handlers[POST_PAYMENT] = BillingHandler(_post)
-    handlers[REVERSE_PAYMENT] = BillingHandler(_reverse)
+    handlers[POST_PAYMENT_TOPIC] = BillingHandler(_post)
+    handlers[REVERSE_PAYMENT_TOPIC] = BillingHandler(_reverse)

@@ -1,7 +1,7 @@
 """Every mapped model, imported in one place so the metadata (and Alembic) sees all tables."""
 
 from billing_adapter.local.models import TariffVersionRow
-from billing_adapter.local.postings import BillingPosting
+from billing_adapter.local.postings import BillingPosting, BillingReversal
 from payments.models import PaymentEvent, PaymentOrder, PaymentOrderBill, Refund
 from portal.accounts.models import AccountLink, Customer, District, ElectricityAccount, Meter
 from portal.backoffice.models import StaffMember
@@ -10,7 +10,7 @@ from portal.kernel.outbox import OutboxMessage
 from portal.ledger.models import LedgerEntry
 from portal.readings.models import Reading
 
-__all__ = ["AccountLink", "Bill", "BillLine", "BillingPosting", "Customer", "District",
-           "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage", "PaymentEvent",
-           "PaymentOrder", "PaymentOrderBill", "Reading", "Refund", "StaffMember",
+__all__ = ["AccountLink", "Bill", "BillLine", "BillingPosting", "BillingReversal", "Customer",
+           "District", "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage",
+           "PaymentEvent", "PaymentOrder", "PaymentOrderBill", "Reading", "Refund", "StaffMember",
            "TariffVersionRow"]

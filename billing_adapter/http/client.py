@@ -93,9 +93,11 @@ class HttpBillingSystem:
                           key=mapping.payment_key(posting.order_no))
         return self._decode(PostingReceipt, data)
 
-    def reverse_payment(self, order_no: str, reason: str) -> PostingReceipt:
-        data = self._call("reverse_payment", mapping.reversal_body(reason),
-                          key=mapping.reversal_key(order_no), order_no=order_no)
+    def reverse_payment(self, order_no: str, reason: str, *, reversal_no: str,
+                        amount_fen: int) -> PostingReceipt:
+        body = mapping.encode(mapping.Reversal(reversal_no, amount_fen, reason))
+        data = self._call("reverse_payment", body, key=mapping.reversal_key(reversal_no),
+                          order_no=order_no)
         return self._decode(PostingReceipt, data)
 
     def apply_adjustment(self, adjustment: Adjustment) -> BillInfo:

@@ -41,8 +41,8 @@ def payment_key(order_no: str) -> str:
     return f"payment:{order_no}"
 
 
-def reversal_key(order_no: str) -> str:
-    return f"reversal:{order_no}"
+def reversal_key(reversal_no: str) -> str:
+    return f"reversal:{reversal_no}"
 
 
 def adjustment_key(adjustment_no: str) -> str:
@@ -156,11 +156,9 @@ class BillList:
 class Reversal:
     """The body of ``reverse_payment`` (the order number is in the path)."""
 
+    reversal_no: str
+    amount_fen: int
     reason: str
-
-
-def reversal_body(reason: str) -> Any:
-    return encode(Reversal(reason))
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

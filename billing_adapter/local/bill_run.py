@@ -18,6 +18,9 @@ Flask-free; the ``billing run`` command and the demo call :func:`run`. Rules:
   reason, the others ``issued`` with their ledger charge (ref ``charge_ref(bill_id)``, effective
   on the due date, none for a 0 total), which is what ``bills.service.issue`` does one bill at a
   time. Rows are written as a draft that has already moved (draft -> issued or pending_review).
+* **Prepaid balance**: in each chunk's transaction, accounts of the chunk holding unallocated
+  credit (one query) have it allocated to their owed bills (``ledger.apply_prepaid_in_range``,
+  as ``issue`` does), so an overpayment pays the next bill the moment it is issued.
 * **Due date**: the ``due_day`` of the month after the period.
 * **Writes are set-based**: ids are allocated in one statement, then bills, lines and ledger
   entries are written with ``COPY`` on PostgreSQL and a multi-row INSERT elsewhere.
@@ -43,6 +46,7 @@ from billing_adapter.local.verification import Facts, Thresholds, check, encode
 from portal.accounts.models import ElectricityAccount, Meter
 from portal.bills.models import Bill, BillLine, BillStatus, charge_ref
 from portal.kernel.clock import Clock
+from portal.ledger import service as ledger
 from portal.ledger.models import EntryKind, LedgerEntry
 from portal.readings.models import Reading, ReadingSource, ReadingStatus
 
@@ -79,6 +83,7 @@ class RunResult:
     held: int = 0             # stored pending_review
     already_billed: int = 0   # had a bill for the period before this run
     issued_fen: int = 0       # the total charged by the bills issued in this run
+    prepaid_fen: int = 0      # prepaid balances allocated to owed bills, chunk by chunk
 
     @property
     def billed(self) -> int:
@@ -130,6 +135,7 @@ def run(session: Session, clock: Clock, book: TariffBook, period: str,
         if not ids:
             return result
         _Chunk(session, clock, pricer, config, period, start, end, ids[0], ids[-1]).bill(result)
+        result.prepaid_fen += ledger.apply_prepaid_in_range(session, clock, ids[0], ids[-1])
         session.commit()
         result.accounts += len(ids)
         last_id = ids[-1]

@@ -1,8 +1,10 @@
-"""Payment postings (销账) in the embedded billing system: one row per order number.
+"""Payment postings (销账) in the embedded billing system, and their reversals (refunds).
 
-The row records that the billing system has written the payment off against the account; the
+A posting records that the billing system has written the payment off against the account; the
 money itself is in the portal's ledger, written by the payments service. ``order_no`` is unique,
-so posting the same order twice writes one row; a reversal (refund) stamps ``reversed_at`` once.
+so posting the same order twice writes one row. A refund reverses all or part of a posting: one
+``BillingReversal`` row per refund, unique on ``reversal_no``; together they never exceed the
+posting (``LocalBillingSystem.reverse_payment`` checks it with the posting row locked).
 """
 
 from __future__ import annotations
@@ -26,5 +28,14 @@ class BillingPosting(IdMixin, Base):
     channel: Mapped[str] = mapped_column(sa.String(32))
     bill_periods: Mapped[str] = mapped_column(sa.String(255), default="")  # "2026-10,2026-11"
     created_at: Mapped[datetime]
-    reversed_at: Mapped[datetime | None]
-    reversal_reason: Mapped[str | None] = mapped_column(sa.String(255))
+
+
+class BillingReversal(IdMixin, Base):
+    __tablename__ = "billing_reversals"
+    __table_args__ = (sa.CheckConstraint("amount_fen > 0", name="amount_positive"),)
+
+    reversal_no: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    posting_id: Mapped[int] = mapped_column(sa.ForeignKey("billing_postings.id"), index=True)
+    amount_fen: Mapped[int] = mapped_column(sa.BigInteger)
+    reason: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime]

@@ -29,7 +29,7 @@ from billing_adapter.base import (
     ReadingReceipt,
     ReadingSubmission,
 )
-from billing_adapter.local.postings import BillingPosting
+from billing_adapter.local.postings import BillingPosting, BillingReversal
 from portal.accounts.models import ElectricityAccount, Meter
 from portal.bills.models import Bill, BillLine, BillStatus, LineKind
 from portal.kernel.clock import Clock, local_today
@@ -198,16 +198,32 @@ class LocalBillingSystem:
             raise BillingRejected("unknown_order", f"order {order_no!r} was never posted")
         return posting
 
-    def reverse_payment(self, order_no: str, reason: str) -> PostingReceipt:
+    def reverse_payment(self, order_no: str, reason: str, *, reversal_no: str,
+                        amount_fen: int) -> PostingReceipt:
+        _check_amount(amount_fen, positive=True)
         posting = self._posting(order_no)
         with self._atomic():
-            moved = self.session.execute(
-                sa.update(BillingPosting)
-                .where(BillingPosting.id == posting.id, BillingPosting.reversed_at.is_(None))
-                .values(reversed_at=self.clock.now(), reversal_reason=reason[:255])
-                .returning(BillingPosting.id)
-            ).first()
-        return PostingReceipt(order_no, f"P{posting.id}", duplicate=moved is None)
+            # The posting row is locked so two reversals cannot both fit in what is left of it.
+            self.session.execute(sa.select(BillingPosting.id)
+                                 .where(BillingPosting.id == posting.id).with_for_update())
+            existing = self.session.scalars(sa.select(BillingReversal).where(
+                BillingReversal.reversal_no == reversal_no)).first()
+            if existing is not None:
+                if (existing.posting_id, existing.amount_fen) != (posting.id, amount_fen):
+                    raise BillingRejected("reversal_conflict", f"reversal {reversal_no!r} was "
+                                          "made for another order or amount")
+                return PostingReceipt(order_no, f"P{posting.id}", duplicate=True)
+            reversed_fen = self.session.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(BillingReversal.amount_fen), 0))
+                .where(BillingReversal.posting_id == posting.id))
+            if int(reversed_fen or 0) + amount_fen > posting.amount_fen:
+                raise BillingRejected("reversal_too_large", f"order {order_no!r} has "
+                                      f"{posting.amount_fen - int(reversed_fen or 0)} fen left "
+                                      f"to reverse, not {amount_fen}")
+            self.session.add(BillingReversal(reversal_no=reversal_no, posting_id=posting.id,
+                                             amount_fen=amount_fen, reason=reason[:255],
+                                             created_at=self.clock.now()))
+        return PostingReceipt(order_no, f"P{posting.id}", duplicate=False)
 
     # --- adjustments ---------------------------------------------------------------------
 

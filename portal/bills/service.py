@@ -47,7 +47,8 @@ class BillSummary:
 
 
 def issue(session: Session, clock: Clock, bill: Bill) -> None:
-    """Issue a draft or reviewed bill: move its status and charge its total to the ledger, once."""
+    """Issue a draft or reviewed bill: move its status and charge its total to the ledger, once;
+    the account's prepaid balance is then allocated to what it owes, oldest bill first."""
     if not BILL_MACHINE.move(session, Bill, bill.id, bill.status, BillStatus.ISSUED,
                              issued_at=clock.now()):
         raise Conflict(f"bill {bill.id} is no longer {bill.status.value}")
@@ -55,6 +56,8 @@ def issue(session: Session, clock: Clock, bill: Bill) -> None:
         ledger.post(session, clock, account_id=bill.account_id, bill_id=bill.id,
                     kind=EntryKind.CHARGE, amount_fen=bill.total_fen,
                     ref=charge_ref(bill.id), effective_on=bill.due_date)
+        # the account's prepaid balance (an earlier overpayment, a top-up) pays it at once
+        ledger.apply_prepaid_in_range(session, clock, bill.account_id, bill.account_id)
     session.refresh(bill)
 
 

@@ -22,6 +22,7 @@ from billing_adapter.base import (
     BillingRejected,
     BillingSystem,
     PaymentPosting,
+    PostingReceipt,
     ReadingSubmission,
 )
 from portal.bills import service as bills
@@ -68,6 +69,12 @@ def reading(value: str, source: str = "utility", meter_no: str = METER,
 def adjustment(no: str = "ADJ-1", amount_fen: int = -1000, period: str = "2026-10") -> Adjustment:
     return Adjustment(adjustment_no=no, account_no=ACCOUNT, period=period,
                       amount_fen=amount_fen, reason="争议处理：多计电量退还")
+
+
+def reverse(system: BillingSystem, refund_no: str, amount_fen: int,
+            order_no: str = "DF202612030001") -> PostingReceipt:
+    return system.reverse_payment(order_no, f"refund {refund_no}", reversal_no=refund_no,
+                                  amount_fen=amount_fen)
 
 
 def rejected(call: Callable[[], object]) -> str:
@@ -139,11 +146,40 @@ class BillingContract:
 
     def test_a_reversal_happens_once(self, system: BillingSystem) -> None:
         posted = system.post_payment(posting())
-        first = system.reverse_payment("DF202612030001", "refund R1")
-        again = system.reverse_payment("DF202612030001", "refund R1")
+        first = reverse(system, "RF1", 17048)
+        again = reverse(system, "RF1", 17048)
         assert (first.duplicate, again.duplicate) == (False, True)
+        assert first.order_no == "DF202612030001"
         assert first.billing_ref == posted.billing_ref
-        assert rejected(lambda: system.reverse_payment("NOPE", "refund")) == "unknown_order"
+        assert rejected(lambda: reverse(system, "RF2", 1)) == "reversal_too_large"
+        assert rejected(lambda: reverse(system, "RF3", 1, order_no="NOPE")) == "unknown_order"
+
+    def test_partial_reversals_add_up_to_the_posting_and_no_further(
+            self, system: BillingSystem) -> None:
+        system.post_payment(posting())  # 17048 fen
+        assert not reverse(system, "RF1", 5000).duplicate
+        assert reverse(system, "RF1", 5000).duplicate  # the retry of RF1 takes nothing more
+        assert not reverse(system, "RF2", 5000).duplicate
+        assert rejected(lambda: reverse(system, "RF3", 7049)) == "reversal_too_large"
+        assert not reverse(system, "RF3", 7048).duplicate  # a refused one took nothing
+        assert rejected(lambda: reverse(system, "RF4", 1)) == "reversal_too_large"
+        assert reverse(system, "RF2", 5000).duplicate  # repeats still answer once it is spent
+
+    def test_a_reversal_number_belongs_to_one_order_and_amount(
+            self, system: BillingSystem) -> None:
+        system.post_payment(posting())
+        system.post_payment(posting("DF202612030002", 500))
+        reverse(system, "RF1", 300)
+        assert rejected(lambda: reverse(system, "RF1", 301)) == "reversal_conflict"
+        assert rejected(lambda: reverse(system, "RF1", 300, order_no="DF202612030002")
+                        ) == "reversal_conflict"
+        assert not reverse(system, "RF2", 500, order_no="DF202612030002").duplicate
+
+    @pytest.mark.parametrize("amount", [0, -100])
+    def test_a_reversal_must_be_positive(self, system: BillingSystem, amount: int) -> None:
+        system.post_payment(posting())
+        assert rejected(lambda: reverse(system, "RF1", amount)) == "invalid_amount"
+        assert not reverse(system, "RF1", 17048).duplicate
 
     def test_an_adjustment_makes_one_new_version(self, system: BillingSystem) -> None:
         adjusted = system.apply_adjustment(adjustment())

@@ -35,7 +35,7 @@ from billing_adapter.base import (
     ReadingSubmission,
 )
 from billing_adapter.http import mapping
-from billing_adapter.local.postings import BillingPosting
+from billing_adapter.local.postings import BillingPosting, BillingReversal
 from billing_adapter.local.system import LocalBillingSystem
 from portal.kernel.clock import Clock
 from portal.kernel.db import Base, use_real_sqlite_transactions
@@ -43,7 +43,7 @@ from portal.kernel.db import Base, use_real_sqlite_transactions
 T = TypeVar("T")
 TOKEN = "fake-billing-token"
 NOT_FOUND = {"unknown_account", "unknown_meter", "unknown_order", "unknown_bill"}
-CONFLICT = {"order_conflict", "adjustment_conflict"}
+CONFLICT = {"order_conflict", "adjustment_conflict", "reversal_conflict", "reversal_too_large"}
 
 
 @cache
@@ -99,6 +99,14 @@ class FakeBillingServer:
             query = query.where(BillingPosting.order_no == order_no)
         with self.sessions() as session:
             return int(session.scalar(query) or 0)
+
+    def reversals(self, order_no: str) -> list[tuple[str, int]]:
+        """(reversal_no, amount_fen) of the order's reversals, in the order they were made."""
+        with self.sessions() as session:
+            return [(no, amount) for no, amount in session.execute(
+                sa.select(BillingReversal.reversal_no, BillingReversal.amount_fen)
+                .join(BillingPosting, BillingPosting.id == BillingReversal.posting_id)
+                .where(BillingPosting.order_no == order_no).order_by(BillingReversal.id))]
 
     def start(self) -> None:
         self._server = make_server("127.0.0.1", 0, self, threaded=True)
@@ -184,8 +192,11 @@ class FakeBillingServer:
             receipt = system.post_payment(mapping.decode(PaymentPosting, body))
             return 200 if receipt.duplicate else 201, mapping.encode(receipt)
         if endpoint == "reverse_payment":
-            reason = mapping.decode(mapping.Reversal, body).reason
-            return 200, mapping.encode(system.reverse_payment(args["order_no"], reason))
+            reversal = mapping.decode(mapping.Reversal, body)
+            receipt = system.reverse_payment(args["order_no"], reversal.reason,
+                                             reversal_no=reversal.reversal_no,
+                                             amount_fen=reversal.amount_fen)
+            return 200 if receipt.duplicate else 201, mapping.encode(receipt)
         return 201, mapping.encode(system.apply_adjustment(mapping.decode(Adjustment, body)))
 
 

@@ -223,8 +223,7 @@ def test_overpayment_becomes_prepaid_balance_that_the_next_bill_consumes(session
     assert ledger.prepaid_balance(session, account_id) == 1000
     assert ledger.owed_by_account(session, [account_id]) == {account_id: -1000}
     acct = session.get(Bill, old.id).account  # type: ignore[union-attr]
-    dec = issued(session, clock, acct, "2026-12", (2500,), date(2027, 1, 25))
-    assert ledger.apply_prepaid(session, clock, account_id, TODAY) == 1000
+    dec = issued(session, clock, acct, "2026-12", (2500,), date(2027, 1, 25))  # takes the 1000
     assert ledger.apply_prepaid(session, clock, account_id, TODAY) == 0
     session.commit()
     assert ledger.owed_by_bill(session, [dec.id]) == {dec.id: 1500}

@@ -1,5 +1,7 @@
 """Composition of the billing system: the embedded engine unless an external one is configured,
-and payment postings that survive an outage through the outbox, landing exactly once."""
+and the outbox messages the payments service writes (a succeeded order, a succeeded refund)
+reaching the billing system through the app's handlers: each exactly once, surviving an outage,
+a partial refund reversing only what it refunded."""
 
 from __future__ import annotations
 
@@ -9,69 +11,120 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from billing_adapter.http.client import HttpBillingSystem
-from billing_adapter.local.postings import BillingPosting
+from billing_adapter.local.postings import BillingPosting, BillingReversal
 from billing_adapter.local.system import LocalBillingSystem
+from payments import service
+from payments.channels.base import RefundState, Scene
+from payments.models import PaymentOrder, Refund
+from payments.states import OrderStatus, RefundStatus
 from portal import billing
+from portal.accounts.models import ElectricityAccount
 from portal.kernel import outbox
 from portal.kernel.clock import FrozenClock
 from portal.kernel.outbox import OutboxMessage, OutboxStatus
 from portal.tasks import OUTBOX_HANDLERS_KEY
-from tests.billing_adapter.contract import posting, seed_world
+from tests import factories
+from tests.billing_adapter.contract import ACCOUNT, seed_world
 from tests.billing_adapter.fake_server import TOKEN, FakeBillingServer, running
+from tests.payments.fakes import FakeChannel
+
+OWED = 9000 + 11719 + 5329 + 8000 + 2000  # the seeded world's three issued bills
 
 
 def _dispatch(app, session, clock) -> int:  # type: ignore[no-untyped-def]
     return outbox.dispatch(session, clock, app.extensions[OUTBOX_HANDLERS_KEY])
 
 
-def _message(session) -> OutboxMessage:  # type: ignore[no-untyped-def]
+def _messages(session: Session) -> list[OutboxMessage]:
     session.expire_all()
-    return session.scalars(sa.select(OutboxMessage)).one()
+    return list(session.scalars(sa.select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+def paid_order(session: Session, clock: FrozenClock, channel: FakeChannel,
+               account_no: str = ACCOUNT, topup_fen: int = 0) -> PaymentOrder:
+    """An order for everything the account owes (+ a top-up), paid; notified twice."""
+    account_id = session.scalar(sa.select(ElectricityAccount.id)
+                                .where(ElectricityAccount.account_no == account_no))
+    assert account_id is not None
+    order = service.create_order(session, clock, account_id=account_id, customer_id=None,
+                                 channel="wechat", scene=Scene.DESKTOP, bill_ids=None,
+                                 topup_fen=topup_fen, lifetime=timedelta(minutes=30),
+                                 first_query_after=timedelta(minutes=1))
+    session.commit()
+    service.start_checkout(session, clock, channel, order, description="电费",
+                           notify_url="https://portal.example/notify/wechat",
+                           return_url="https://portal.example/pay/return")
+    trade = channel.pay(order.order_no, order.amount_fen)
+    for _ in range(2):
+        service.apply_trade(session, clock, "wechat", trade, "notify")
+        session.commit()
+    session.refresh(order)
+    assert order.status == OrderStatus.SUCCEEDED
+    return order
+
+
+def refunded(session: Session, clock: FrozenClock, channel: FakeChannel, order: PaymentOrder,
+             amount_fen: int) -> Refund:
+    """A refund requested, approved by a second person and confirmed by the channel."""
+    channel.refund_state = RefundState.SUCCEEDED
+    refund = service.request_refund(session, clock, order_no=order.order_no,
+                                    amount_fen=amount_fen, reason="搬家", requested_by=1)
+    service.approve_refund(session, clock, refund, approved_by=2)
+    assert service.send_refund(session, clock, channel, refund, timedelta(minutes=5)) == \
+        RefundStatus.SUCCEEDED
+    return refund
+
+
+def reversals(session: Session) -> list[tuple[str, str, int]]:
+    session.expire_all()
+    return [tuple(row) for row in session.execute(  # type: ignore[misc]
+        sa.select(BillingPosting.order_no, BillingReversal.reversal_no, BillingReversal.amount_fen)
+        .join(BillingPosting, BillingPosting.id == BillingReversal.posting_id)
+        .order_by(BillingReversal.id))]
 
 
 def test_embedded_by_default(app, session) -> None:
     assert isinstance(billing.billing_system(session), LocalBillingSystem)
 
 
-def test_a_payment_is_posted_once_in_embedded_mode(app, session, clock) -> None:
+def test_a_succeeded_order_is_posted_once_in_embedded_mode(app, session, clock) -> None:
     seed_world(session, clock)
-    billing.enqueue_payment_posting(session, clock, posting())
-    billing.enqueue_payment_posting(session, clock, posting())  # the same order: one message
-    session.commit()
+    order = paid_order(session, clock, FakeChannel())
     assert _dispatch(app, session, clock) == 1
     assert _dispatch(app, session, clock) == 0
     row = session.scalars(sa.select(BillingPosting)).one()
-    assert (row.order_no, row.amount_fen, row.paid_at) == (
-        posting().order_no, 17048, posting().paid_at)
+    assert (row.order_no, row.amount_fen, row.paid_at, row.channel, row.bill_periods) == (
+        order.order_no, OWED, clock.now(), "wechat", "2026-09,2026-10,2026-11")
 
 
-def test_a_refused_posting_is_left_dead_for_staff(app, session, clock) -> None:
+def test_a_full_refund_reverses_the_whole_posting_once(app, session, clock) -> None:
     seed_world(session, clock)
-    billing.enqueue_payment_posting(session, clock, posting(account_no="0000000000"))
-    session.commit()
+    channel = FakeChannel()
+    order = paid_order(session, clock, channel)
+    refund = refunded(session, clock, channel, order, OWED)
+    assert _dispatch(app, session, clock) == 2
     assert _dispatch(app, session, clock) == 0
-    message = _message(session)
-    assert (message.status, message.attempts) == (OutboxStatus.DEAD, 1)
-    assert "unknown_account" in message.last_error
-    assert session.scalar(sa.select(sa.func.count()).select_from(BillingPosting)) == 0
+    assert reversals(session) == [(order.order_no, refund.refund_no, OWED)]
+    assert [m.status for m in _messages(session)] == [OutboxStatus.SENT] * 2
 
 
-def test_a_reversal_waits_for_its_posting(app, session, clock) -> None:
+def test_partial_refunds_reverse_only_what_they_refunded(app, session, clock) -> None:
     seed_world(session, clock)
-    billing.enqueue_payment_reversal(session, clock, posting().order_no, "refund RF1")
-    session.commit()
-    assert _dispatch(app, session, clock) == 0  # overtook its posting: retried, not dead
-    assert _message(session).status is OutboxStatus.PENDING
-    billing.enqueue_payment_posting(session, clock, posting())
-    session.commit()
-    clock.advance(timedelta(minutes=5))
-    assert _dispatch(app, session, clock) == 1  # the posting; the reversal was tried first
-    clock.advance(timedelta(minutes=5))
-    assert _dispatch(app, session, clock) == 1
-    row = session.scalars(sa.select(BillingPosting)).one()
-    assert (row.reversed_at, row.reversal_reason) == (clock.now(), "refund RF1")
+    channel = FakeChannel()
+    order = paid_order(session, clock, channel)
+    first = refunded(session, clock, channel, order, 5000)
+    assert _dispatch(app, session, clock) == 2  # the posting, then the first reversal
+    second = refunded(session, clock, channel, order, 3000)
+    rest = refunded(session, clock, channel, order, OWED - 8000)
+    assert _dispatch(app, session, clock) == 2
+    assert _dispatch(app, session, clock) == 0
+    assert reversals(session) == [(order.order_no, first.refund_no, 5000),
+                                  (order.order_no, second.refund_no, 3000),
+                                  (order.order_no, rest.refund_no, OWED - 8000)]
+    assert session.scalar(sa.select(BillingPosting.amount_fen)) == OWED
 
 
 @pytest.fixture
@@ -94,13 +147,13 @@ class TestExternalBillingSystem:
 
     def test_an_outage_of_hours_delays_the_posting_which_lands_once(
             self, app, session, clock, server) -> None:
+        seed_world(session, clock)
         server.down = True
-        billing.enqueue_payment_posting(session, clock, posting())
-        session.commit()
+        order = paid_order(session, clock, FakeChannel())
         for _ in range(12):  # twelve hours of dispatch rounds, past the outbox's default limit
             assert _dispatch(app, session, clock) == 0
             clock.advance(timedelta(hours=1))
-        message = _message(session)
+        (message,) = _messages(session)
         assert (message.status, message.attempts) == (OutboxStatus.PENDING, 12)
         assert "BillingUnavailable" in message.last_error
         assert len(server.requests) == 12  # one request a round: the outbox does the retrying
@@ -109,10 +162,36 @@ class TestExternalBillingSystem:
         assert server.posting_count() == 1
         clock.advance(timedelta(hours=1))
         assert _dispatch(app, session, clock) == 1
-        assert _message(session).status is OutboxStatus.SENT
-        assert server.posting_count(posting().order_no) == 1
+        assert _messages(session)[0].status is OutboxStatus.SENT
+        assert server.posting_count(order.order_no) == 1
         keys = {h.get("Idempotency-Key") for method, _, h in server.requests if method == "POST"}
-        assert keys == {f"payment:{posting().order_no}"}
+        assert keys == {f"payment:{order.order_no}"}
+
+    def test_a_reversal_waits_for_its_posting_and_a_partial_one_reverses_its_part(
+            self, app, session, clock, server) -> None:
+        seed_world(session, clock)
+        channel = FakeChannel()
+        order = paid_order(session, clock, channel)
+        refund = refunded(session, clock, channel, order, 5000)
+        server.fail_next = 1  # the posting gets a 503, so the reversal overtakes it
+        assert _dispatch(app, session, clock) == 0
+        assert [m.status for m in _messages(session)] == [OutboxStatus.PENDING] * 2
+        assert "PostingNotLanded" in _messages(session)[1].last_error  # retried, not dead
+        clock.advance(timedelta(minutes=5))
+        assert _dispatch(app, session, clock) == 2
+        assert server.reversals(order.order_no) == [(refund.refund_no, 5000)]
+        assert server.posting_count(order.order_no) == 1
+
+    def test_a_posting_the_billing_system_refuses_is_left_dead_for_staff(
+            self, app, session, clock, server) -> None:
+        seed_world(session, clock)
+        factories.account(session, clock, "9900000009", meter_no="990000009999")  # not there
+        order = paid_order(session, clock, FakeChannel(), "9900000009", topup_fen=1000)
+        assert _dispatch(app, session, clock) == 0
+        (message,) = _messages(session)
+        assert (message.status, message.attempts) == (OutboxStatus.DEAD, 1)
+        assert "unknown_account" in message.last_error
+        assert server.posting_count(order.order_no) == 0
 
 
 class TestWrongToken:
@@ -122,11 +201,12 @@ class TestWrongToken:
 
     def test_a_refusing_billing_system_leaves_postings_dead_with_the_reason(
             self, app, session, clock, server) -> None:
-        billing.enqueue_payment_posting(session, clock, posting())
-        billing.enqueue_payment_reversal(session, clock, posting().order_no, "refund")
-        session.commit()
+        seed_world(session, clock)
+        channel = FakeChannel()
+        order = paid_order(session, clock, channel)
+        refunded(session, clock, channel, order, 5000)
         assert _dispatch(app, session, clock) == 0
-        messages = session.scalars(sa.select(OutboxMessage)).all()
+        messages = _messages(session)
         assert [(m.status, m.attempts) for m in messages] == [(OutboxStatus.DEAD, 1)] * 2
         assert all("unauthorized" in m.last_error for m in messages)
         assert len(server.requests) == 2  # a 4xx is not retried

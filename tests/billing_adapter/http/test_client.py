@@ -74,13 +74,13 @@ def test_every_post_carries_a_stable_idempotency_key(seeded) -> None:
     system = client(seeded)
     seeded.fail_next = 1
     system.post_payment(posting())
-    system.reverse_payment(posting().order_no, "refund")
+    system.reverse_payment(posting().order_no, "refund RF1", reversal_no="RF1", amount_fen=5000)
     system.apply_adjustment(adjustment())
     system.submit_reading(reading("1100"))
     system.list_bills(ACCOUNT, "2026-01")
     keys = [(method, headers.get("Idempotency-Key")) for method, _, headers in seeded.requests]
     assert keys[:2] == [("POST", "payment:DF202612030001")] * 2  # the retry repeats the key
-    assert keys[2:5] == [("POST", "reversal:DF202612030001"), ("POST", "adjustment:ADJ-1"),
+    assert keys[2:5] == [("POST", "reversal:RF1"), ("POST", "adjustment:ADJ-1"),
                          ("POST", "reading:9900000001:990000001234:2026-11:2026-11-28:1100")]
     assert keys[5] == ("GET", None)
     assert all(h["Authorization"] == f"Bearer {TOKEN}" for _, _, h in seeded.requests)

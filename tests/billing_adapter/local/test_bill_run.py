@@ -279,3 +279,37 @@ def test_a_bill_that_rounds_to_nothing_is_issued_without_a_charge(session, clock
     [bill] = _bills(session)
     # 0.01 kWh x 0.4883 = 0.004883 yuan: 0 fen, nothing to charge
     assert (bill.status, bill.total_fen, _charges(session)) == (BillStatus.ISSUED, 0, [])
+
+
+def test_a_prepaid_balance_pays_the_new_bill_once(session, clock) -> None:
+    """Overpaid before the run: 10000 fen pays part of a 14949 bill, 20000 all of it (5051 stays
+    prepaid); accounts in other chunks too; a rerun allocates nothing twice."""
+    from portal.bills import service as bills
+    from portal.bills.service import PaymentState
+    from portal.ledger import service as ledger
+
+    part, _ = _account(session, clock, 1)
+    whole, _ = _account(session, clock, 2)
+    none, _ = _account(session, clock, 3)
+    for acct, fen in ((part, 10000), (whole, 20000)):
+        ledger.post(session, clock, account_id=acct.id, kind=EntryKind.PAYMENT, amount_fen=-fen,
+                    ref=f"overpaid:{acct.id}", effective_on=date(2026, 11, 20))
+    session.commit()
+    before = session.execute(sa.select(LedgerEntry.id, LedgerEntry.amount_fen)
+                             .order_by(LedgerEntry.id)).all()
+    result = _run(session, clock, chunk_size=2)
+    assert (result.issued, result.prepaid_fen) == (3, 10000 + 14949)
+    by_account = {bill.account_id: bill for bill in _bills(session)}
+    states = bills.summaries(session, [by_account[a.id] for a in (part, whole, none)],
+                             date(2026, 12, 3))
+    assert [(s.state, s.owed_fen) for s in states] == [
+        (PaymentState.PARTIALLY_PAID, 4949), (PaymentState.PAID, 0),
+        (PaymentState.UNPAID, 14949)]
+    assert ledger.owed_by_account(session, [part.id, whole.id, none.id]) == {
+        part.id: 4949, whole.id: -5051, none.id: 14949}
+    after = session.execute(sa.select(LedgerEntry.id, LedgerEntry.amount_fen)
+                            .order_by(LedgerEntry.id)).all()
+    assert after[:len(before)] == before  # appended to, nothing rewritten
+    again = _run(session, clock, chunk_size=2)
+    assert (again.already_billed, again.prepaid_fen) == (3, 0)
+    assert session.scalar(sa.select(sa.func.count()).select_from(LedgerEntry)) == len(after)

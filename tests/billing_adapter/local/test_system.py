@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from billing_adapter.local.postings import BillingPosting
+from billing_adapter.local.postings import BillingPosting, BillingReversal
 from billing_adapter.local.system import LocalBillingSystem
 from portal.accounts.models import ElectricityAccount
 from portal.bills import service as bills
@@ -90,11 +90,14 @@ def test_a_bill_under_review_cannot_be_adjusted(session, clock, world) -> None:
 
 def test_postings_and_readings_are_rows_of_the_portal(session, clock, world) -> None:
     world.post_payment(posting())
-    world.reverse_payment(posting().order_no, "refund")
+    world.reverse_payment(posting().order_no, "refund RF1", reversal_no="RF1", amount_fen=5000)
     world.submit_reading(reading("1500"))
     session.commit()
     row = session.scalars(sa.select(BillingPosting)).one()
-    assert (row.amount_fen, row.bill_periods, row.reversed_at) == (17048, "2026-10", clock.now())
+    assert (row.amount_fen, row.bill_periods) == (17048, "2026-10")
+    reversal = session.scalars(sa.select(BillingReversal)).one()
+    assert (reversal.posting_id, reversal.reversal_no, reversal.amount_fen, reversal.reason,
+            reversal.created_at) == (row.id, "RF1", 5000, "refund RF1", clock.now())
     assert session.scalar(sa.select(sa.func.count()).select_from(Reading)) == 2
 
 
@@ -148,3 +151,47 @@ def test_two_adjustments_racing_for_one_bill_version(database_url, app, session,
     assert sorted(outcomes) == ["applied", "try again"]
     assert [b.version for b in session.scalars(sa.select(Bill).where(Bill.period == "2026-10")
                                                .order_by(Bill.version))] == [1, 2]
+
+
+def test_two_partial_reversals_racing_never_reverse_more_than_the_posting(
+        database_url, app, session, clock, world, monkeypatch) -> None:
+    """Both have read the posting before either writes: the posting row's lock makes the second
+    see the first's reversal, so 10000 + 10000 of a 17048 posting lets exactly one through."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises writers before they read; the race needs PostgreSQL")
+    from threading import Barrier
+
+    from sqlalchemy.orm import sessionmaker
+
+    from billing_adapter.base import BillingRejected
+    from portal.extensions import db
+    from tests.helpers import run_concurrently
+
+    world.post_payment(posting())
+    session.commit()
+    both_read = Barrier(2)
+    atomic = LocalBillingSystem._atomic
+
+    def after_both_read(self):  # type: ignore[no-untyped-def]
+        both_read.wait(timeout=10)
+        return atomic(self)
+
+    monkeypatch.setattr(LocalBillingSystem, "_atomic", after_both_read)
+    numbers, outcomes = iter(["RF-A", "RF-B"]), []
+    make_session = sessionmaker(db.engine)
+
+    def reverse() -> None:
+        number = next(numbers)
+        with make_session() as own:
+            try:
+                LocalBillingSystem(own, clock).reverse_payment(
+                    posting().order_no, f"refund {number}", reversal_no=number, amount_fen=10000)
+                own.commit()
+                outcomes.append("reversed")
+            except BillingRejected as exc:
+                outcomes.append(exc.code)
+
+    run_concurrently(reverse, 2)
+    assert sorted(outcomes) == ["reversal_too_large", "reversed"]
+    session.expire_all()
+    assert session.scalar(sa.select(sa.func.sum(BillingReversal.amount_fen))) == 10000

@@ -72,6 +72,33 @@ def test_overpayment_is_prepaid_balance(session, clock, issued) -> None:
     assert ledger.owed_by_account(session, [issued.account_id]) == {issued.account_id: -1000}
 
 
+def test_the_next_bill_issued_consumes_the_prepaid_balance(session, clock, issued) -> None:
+    """An overpayment of 10000 pays the next bill (8000) in full as it is issued and the one
+    after (5000) in part; the ledger only grows, sums right, and nothing is allocated twice."""
+    _pay(session, clock, issued, 17048, "p1")
+    ledger.post(session, clock, account_id=issued.account_id, kind=EntryKind.PAYMENT,
+                amount_fen=-10000, ref="overpaid", effective_on=date(2026, 12, 10))
+    session.commit()
+    account = issued.account
+    before = session.execute(sa.select(LedgerEntry.id, LedgerEntry.amount_fen)
+                             .order_by(LedgerEntry.id)).all()
+    december = factories.bill(session, clock, account, "2026-12", (8000,), due=date(2027, 1, 25))
+    bills.issue(session, clock, december)
+    january = factories.bill(session, clock, account, "2027-01", (5000,), due=date(2027, 2, 25))
+    bills.issue(session, clock, january)
+    session.commit()
+    states = bills.summaries(session, [december, january], date(2027, 1, 2))
+    assert [(s.state, s.owed_fen) for s in states] == [
+        (PaymentState.PAID, 0), (PaymentState.PARTIALLY_PAID, 3000)]
+    assert ledger.prepaid_balance(session, account.id) == 0
+    assert ledger.owed_by_account(session, [account.id]) == {account.id: 3000}
+    after = session.execute(sa.select(LedgerEntry.id, LedgerEntry.amount_fen)
+                            .order_by(LedgerEntry.id)).all()
+    assert after[:len(before)] == before  # appended to, nothing rewritten
+    assert sum(amount for _, amount in after) == 17048 + 8000 + 5000 - 17048 - 10000
+    assert ledger.apply_prepaid(session, clock, account.id, date(2027, 1, 2)) == 0
+
+
 def test_newest_version_wins_and_usage_is_oldest_first(session, clock) -> None:
     account = factories.account(session, clock)
     for period in ("2026-09", "2026-10", "2026-11"):
