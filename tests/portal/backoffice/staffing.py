@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pyotp
+from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
+from portal.backoffice import service
+from portal.backoffice.models import StaffRole
 from portal.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET
 from portal.kernel.clock import FrozenClock
 from tests.helpers import FormClient
@@ -25,3 +28,11 @@ def staff_login(web: FormClient, clock: FrozenClock, username: str,
         clock.advance(timedelta(seconds=30))
         response = web.submit(response.location, {"code": totp_code(clock, secret)})
     return response
+
+
+def staff_ids(session: Session, clock: FrozenClock, *usernames: str) -> list[int]:
+    """Real staff rows (administrators: no district needed), for refunds' requested_by and
+    approved_by; flushed, not committed."""
+    return [service.create_staff(session, clock, username=name, display_name=name,
+                                 password=DEMO_PASSWORD, role=StaffRole.ADMIN).id
+            for name in usernames]
