@@ -92,7 +92,8 @@ class Refund(IdMixin, Base):
     """A refund of part or all of a succeeded order; ``refund_no`` is sent on every retry.
 
     ``requested_by_id`` / ``approved_by_id`` are ``staff_members`` ids (a string foreign key:
-    payments does not import the back office). The two must differ.
+    payments does not import the back office). The two must differ. A declined request records
+    ``declined_by_id``, ``declined_at`` and the reason in ``failure_reason``.
     """
 
     __tablename__ = "refunds"
@@ -113,6 +114,8 @@ class Refund(IdMixin, Base):
                                                  index=True)
     approved_by_id: Mapped[int | None] = mapped_column(_STAFF_ID,
                                                        sa.ForeignKey("staff_members.id"))
+    declined_by_id: Mapped[int | None] = mapped_column(_STAFF_ID,
+                                                       sa.ForeignKey("staff_members.id"))
     channel_refund_no: Mapped[str | None] = mapped_column(sa.String(64))
     failure_reason: Mapped[str | None] = mapped_column(sa.String(255))
     send_attempts: Mapped[int] = mapped_column(default=0)
@@ -121,6 +124,7 @@ class Refund(IdMixin, Base):
     next_query_at: Mapped[datetime | None]
     requested_at: Mapped[datetime]
     approved_at: Mapped[datetime | None]
+    declined_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 
