@@ -135,3 +135,10 @@ class RefundRequestForm(FlaskForm):
     @property
     def amount_fen(self) -> int:
         return parse_yuan(self.amount.data.strip())
+
+
+class RefundDeclineForm(FlaskForm):
+    reason = StringField(_l("Why it is declined"), [
+        DataRequired(_l("Say why the refund is declined; the requester will read it.")),
+        Length(max=255, message=_l("A reason has at most 255 characters.")),
+    ])

@@ -1,10 +1,12 @@
 """Back-office refund pages, on the back office's blueprint: a collector requests a refund of a
-paid order of an account in their districts; a second member (supervisor or admin) approves it,
-and it is sent to the channel at once (``payments.service.send_refund``). A refund the channel
-has not settled stays ``pending`` and the payment janitor pushes it on (same refund number).
+paid order of an account in their districts; a second member (supervisor or admin) approves it
+(or one who may approve declines it, with a reason). An approved refund is sent to the channel
+at once (``payments.service.send_refund``); one the channel has not settled stays ``pending``
+and the payment janitor pushes it on (same refund number).
 
 Every query goes through ``portal.backoffice.refunds`` (district scoping: another district's
-order or refund is 404). Who requested and approved, and when, are the refund's own columns.
+order or refund is 404). Who requested, approved or declined, and when, are the refund's own
+columns.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from portal import context
 from portal.accounts.models import ElectricityAccount
 from portal.backoffice import refunds
 from portal.backoffice.auth import current_staff, require
-from portal.backoffice.forms import ConfirmForm, RefundRequestForm
+from portal.backoffice.forms import ConfirmForm, RefundDeclineForm, RefundRequestForm
 from portal.backoffice.models import Permission
 from portal.backoffice.views import bp
 from portal.extensions import db
@@ -39,6 +41,7 @@ REFUND_STATUS_LABELS = {
     RefundStatus.PENDING: _l("Sent, waiting for the channel"),
     RefundStatus.SUCCEEDED: _l("Refunded"),
     RefundStatus.FAILED: _l("Failed"),
+    RefundStatus.DECLINED: _l("Declined"),
 }
 
 
@@ -86,11 +89,12 @@ def refund_new(order_id: int) -> ResponseReturnValue:
                            form=form), status
 
 
-def _detail(refund: Refund, error: str | None = None) -> str:
+def _detail(refund: Refund, error: str | None = None,
+            decline_form: RefundDeclineForm | None = None) -> str:
     return render_template("backoffice/refund.html", refund=refund, error=error,
                            account=db.session.get(ElectricityAccount, refund.order.account_id),
                            names=refunds.staff_names(db.session, [refund]),
-                           confirm=ConfirmForm())
+                           confirm=ConfirmForm(), decline_form=decline_form or RefundDeclineForm())
 
 
 @bp.get("/refunds/<id:refund_id>")
@@ -121,4 +125,23 @@ def refund_approve(refund_id: int) -> ResponseReturnValue:
     flash(_("Refund %(no)s is approved and sent: %(status)s.", no=refund.refund_no,
             status=REFUND_STATUS_LABELS[sent]), "success" if sent != RefundStatus.FAILED
           else "error")
+    return redirect(url_for("backoffice.refund_detail", refund_id=refund.id))
+
+
+@bp.post("/refunds/<id:refund_id>/decline")
+@require(Permission.APPROVE_REFUND)
+def refund_decline(refund_id: int) -> ResponseReturnValue:
+    """Decide against a requested refund, with a reason; nothing is sent."""
+    staff = current_staff()
+    refund = refunds.get_scoped_refund(db.session, staff, refund_id)
+    form = RefundDeclineForm()
+    if not form.validate_on_submit():
+        return _detail(refund, decline_form=form), 400
+    try:
+        refunds.decline(db.session, context.clock(), staff, refund, form.reason.data)
+    except DomainError as exc:
+        db.session.rollback()
+        return _detail(refund, error=message_for(exc)), exc.status
+    db.session.commit()
+    flash(_("Refund %(no)s is declined; nothing was sent.", no=refund.refund_no), "success")
     return redirect(url_for("backoffice.refund_detail", refund_id=refund.id))

@@ -1,5 +1,6 @@
 """Refunds in the back office: payment orders and refunds of the accounts in a member's
-districts, and the two steps a person takes (a collector requests, a second member approves).
+districts, and the steps people take (a collector requests; a second member approves, or
+someone who may approve declines).
 
 Scoping is here, in the query layer, like ``portal.backoffice.service``: another district's
 order or refund is NotFound, as if it did not exist. The money rules (what is refundable, the
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from payments import service as payments
 from payments.models import PaymentOrder, Refund
-from payments.states import OrderStatus, RefundStatus
+from payments.states import REFUND_MACHINE, OrderStatus, RefundStatus
 from portal.backoffice.models import StaffMember
 from portal.backoffice.service import account_filter
 from portal.kernel.clock import Clock
@@ -46,7 +47,7 @@ def _refunded_fen(session: Session, order_ids: Collection[int]) -> dict[int, int
         return {}
     rows = session.execute(
         sa.select(Refund.order_id, sa.func.sum(Refund.amount_fen))
-        .where(Refund.order_id.in_(list(order_ids)), Refund.status != RefundStatus.FAILED)
+        .where(Refund.order_id.in_(list(order_ids)), Refund.status.not_in(payments.NOT_TAKEN))
         .group_by(Refund.order_id)).tuples()
     return {order_id: int(total) for order_id, total in rows}
 
@@ -95,7 +96,7 @@ def awaiting_approval(session: Session, staff: StaffMember) -> list[Refund]:
 
 def recent_refunds(session: Session, staff: StaffMember,
                    limit: int = RECENT_REFUNDS) -> list[Refund]:
-    """Refunds past approval in ``staff``'s districts, newest first."""
+    """Refunds decided (approved or declined) in ``staff``'s districts, newest first."""
     return list(session.scalars(scoped_refunds(session, staff)
                                 .where(Refund.status != RefundStatus.REQUESTED)
                                 .order_by(Refund.updated_at.desc(), Refund.id.desc())
@@ -103,9 +104,9 @@ def recent_refunds(session: Session, staff: StaffMember,
 
 
 def staff_names(session: Session, refunds: Sequence[Refund]) -> dict[int, str]:
-    """Who requested and approved each refund, by staff id."""
+    """Who requested, approved or declined each refund, by staff id."""
     ids = {r.requested_by_id for r in refunds} | {
-        r.approved_by_id for r in refunds if r.approved_by_id is not None}
+        i for r in refunds for i in (r.approved_by_id, r.declined_by_id) if i is not None}
     if not ids:
         return {}
     rows = session.execute(sa.select(StaffMember.id, StaffMember.display_name)
@@ -133,3 +134,17 @@ def approve(session: Session, clock: Clock, staff: StaffMember, refund: Refund,
     if refund.order.channel not in enabled_channels:
         raise ChannelNotEnabled(refund.order.channel)
     payments.approve_refund(session, clock, refund, approved_by=staff.id)
+
+
+def decline(session: Session, clock: Clock, staff: StaffMember, refund: Refund,
+            reason: str) -> None:
+    """``staff`` decides against a requested refund (in scope): nothing is sent, and the amount
+    is refundable again. Who, when and why are recorded; Conflict when someone else decided
+    first. Does not commit."""
+    now = clock.now()
+    if not REFUND_MACHINE.move(session, Refund, refund.id, RefundStatus.REQUESTED,
+                               RefundStatus.DECLINED, declined_by_id=staff.id, declined_at=now,
+                               failure_reason=reason.strip()[:255], finished_at=now,
+                               updated_at=now):
+        raise Conflict(f"refund {refund.refund_no} is no longer requested")
+    session.refresh(refund)

@@ -242,3 +242,36 @@ def test_lists_stay_in_the_district(app, web, clock, demo) -> None:
     listed = web.get("/staff/refunds").get_data(as_text=True)
     assert ours in listed and theirs.refund_no not in listed
     assert web.get(f"/staff/refunds/{theirs.id}").status_code == 404
+
+
+def test_a_declined_refund_sends_nothing_and_frees_the_amount(app, web, clock, demo,
+                                                               gateway) -> None:
+    _url, sandbox = gateway
+    with app.app_context():
+        order = paid_order(db.session, clock, "1100000001")
+        order_id = order.id
+        refund = requested_refund(db.session, clock, order, "bj-collector", amount_fen=8000)
+    staff_login(web, clock, "bj-supervisor")
+    detail = f"/staff/refunds/{refund.id}"
+    no_reason = web.submit(f"{detail}/decline?lang=en", {"reason": " "}, page=detail)
+    assert no_reason.status_code == 400 and "Say why the refund is declined" in \
+        text_of(no_reason)
+    assert refund_row(app, refund.refund_no).status == RefundStatus.REQUESTED
+    declined = web.submit(f"{detail}/decline", {"reason": "客户已改为抵扣下月电费"}, page=detail)
+    assert declined.status_code == 302 and declined.location == detail
+    done = refund_row(app, refund.refund_no)
+    assert (done.status, done.declined_at, done.failure_reason) == \
+        (RefundStatus.DECLINED, clock.now(), "客户已改为抵扣下月电费")
+    with app.app_context():
+        assert done.declined_by_id == db.session.scalar(sa.text(
+            "SELECT id FROM staff_members WHERE username = 'bj-supervisor'"))
+        assert payments.refundable_fen(db.session, db.session.get(PaymentOrder, order_id)) \
+            == 8000
+    page = text_of(web.get(f"{detail}?lang=en"))
+    assert "Declined" in page and "东城主管" in page and "客户已改为抵扣下月电费" in page
+    late = web.submit(f"{detail}/approve?lang=en", {}, page="/staff/refunds")
+    assert late.status_code == 409 and sandbox.refund_calls == 0
+    again = web.submit(f"{detail}/decline?lang=en", {"reason": "x"}, page="/staff/refunds")
+    assert again.status_code == 409
+    # the whole amount can be requested again
+    assert "¥80.00" in text_of(web.get(f"/staff/orders/{order_id}/refund"))
