@@ -107,8 +107,6 @@ def staff_names(session: Session, refunds: Sequence[Refund]) -> dict[int, str]:
     """Who requested, approved or declined each refund, by staff id."""
     ids = {r.requested_by_id for r in refunds} | {
         i for r in refunds for i in (r.approved_by_id, r.declined_by_id) if i is not None}
-    if not ids:
-        return {}
     rows = session.execute(sa.select(StaffMember.id, StaffMember.display_name)
                            .where(StaffMember.id.in_(sorted(ids)))).tuples()
     return dict(rows.all())
