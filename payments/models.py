@@ -84,11 +84,16 @@ class PaymentEvent(IdMixin, Base):
     received_at: Mapped[datetime]
 
 
+# The type of ``IdMixin.id``, for columns that refer to a staff member.
+_STAFF_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+
 class Refund(IdMixin, Base):
     """A refund of part or all of a succeeded order; ``refund_no`` is sent on every retry.
 
-    ``requested_by_id`` / ``approved_by_id`` are staff ids (the staff table arrives with the back
-    office; its foreign keys are added then). The two must differ.
+    ``requested_by_id`` / ``approved_by_id`` are ``staff_members`` ids (a string foreign key:
+    payments does not import the back office). The two must differ. A declined request records
+    ``declined_by_id``, ``declined_at`` and the reason in ``failure_reason``.
     """
 
     __tablename__ = "refunds"
@@ -105,8 +110,12 @@ class Refund(IdMixin, Base):
     status: Mapped[RefundStatus] = mapped_column(str_enum(RefundStatus, "refund_status"),
                                                  default=RefundStatus.REQUESTED)
     reason: Mapped[str] = mapped_column(sa.String(255))
-    requested_by_id: Mapped[int]
-    approved_by_id: Mapped[int | None]
+    requested_by_id: Mapped[int] = mapped_column(_STAFF_ID, sa.ForeignKey("staff_members.id"),
+                                                 index=True)
+    approved_by_id: Mapped[int | None] = mapped_column(_STAFF_ID,
+                                                       sa.ForeignKey("staff_members.id"))
+    declined_by_id: Mapped[int | None] = mapped_column(_STAFF_ID,
+                                                       sa.ForeignKey("staff_members.id"))
     channel_refund_no: Mapped[str | None] = mapped_column(sa.String(64))
     failure_reason: Mapped[str | None] = mapped_column(sa.String(255))
     send_attempts: Mapped[int] = mapped_column(default=0)
@@ -115,6 +124,7 @@ class Refund(IdMixin, Base):
     next_query_at: Mapped[datetime | None]
     requested_at: Mapped[datetime]
     approved_at: Mapped[datetime | None]
+    declined_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 

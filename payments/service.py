@@ -308,10 +308,14 @@ def refresh_from_channel(session: Session, clock: Clock, channel: PaymentChannel
 
 # --- refunds ---------------------------------------------------------------------------------
 
+# Refunds that take nothing from what an order can still refund.
+NOT_TAKEN = (RefundStatus.FAILED, RefundStatus.DECLINED)
+
+
 def refundable_fen(session: Session, order: PaymentOrder) -> int:
     taken = session.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(Refund.amount_fen), 0))
-        .where(Refund.order_id == order.id, Refund.status != RefundStatus.FAILED))
+        .where(Refund.order_id == order.id, Refund.status.not_in(NOT_TAKEN)))
     return order.amount_fen - int(taken or 0)
 
 

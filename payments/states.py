@@ -10,7 +10,8 @@ reported after we closed or failed the order, or an order whose queries ran out,
 ``review`` for staff; nothing is credited there.
 
 Refund: ``requested`` (staff) -> ``approved`` (a second staff member) -> ``pending`` (sent; the
-same refund number on every retry) -> ``succeeded`` | ``failed``.
+same refund number on every retry) -> ``succeeded`` | ``failed``; or ``requested`` -> ``declined``
+(staff decided against it; nothing was sent).
 """
 
 from __future__ import annotations
@@ -54,13 +55,14 @@ class RefundStatus(enum.StrEnum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    DECLINED = "declined"
 
 
 REFUND_MACHINE = StateMachine(
     "refund",
     RefundStatus,
     {
-        RefundStatus.REQUESTED: {RefundStatus.APPROVED},
+        RefundStatus.REQUESTED: {RefundStatus.APPROVED, RefundStatus.DECLINED},
         RefundStatus.APPROVED: {RefundStatus.PENDING},
         RefundStatus.PENDING: {RefundStatus.SUCCEEDED, RefundStatus.FAILED},
     },

@@ -41,6 +41,10 @@ MESSAGES = {
                                "the person who requested it."),
     "refund_too_large": _l("The refund is larger than what is left to refund on this "
                            "payment."),
+    "refund_order_not_paid": _l("Only a paid order can be refunded."),
+    "refund_channel_not_enabled": _l("The payment channel of this order is not enabled, so "
+                                     "the refund could not be sent. Nothing was approved; ask "
+                                     "an administrator to enable the channel."),
 }
 
 # Why a bill is held for review (核), for staff; codes and their details come from

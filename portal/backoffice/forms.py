@@ -5,11 +5,12 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, SelectMultipleField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, Regexp
+from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from portal.backoffice.models import Permission, StaffRole
 from portal.backoffice.service import MAX_PASSWORD, MIN_PASSWORD
+from portal.kernel.money import MoneyFormatError, parse_yuan
 
 ROLE_LABELS = {
     StaffRole.READER: _l("Meter reader (抄表)"),
@@ -107,3 +108,37 @@ class ResetPasswordForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     """A button that changes something: only the CSRF token."""
+
+
+def _positive_yuan(form: FlaskForm, field: StringField) -> None:
+    try:
+        fen = parse_yuan((field.data or "").strip())
+    except MoneyFormatError as exc:
+        raise ValidationError(_l("Enter an amount in yuan with at most two decimals, e.g. "
+                                 "50 or 50.00.")) from exc
+    if fen <= 0:
+        raise ValidationError(_l("The amount must be at least 0.01 yuan."))
+
+
+class RefundRequestForm(FlaskForm):
+    amount = StringField(_l("Amount to refund (yuan)"), [
+        DataRequired(_l("Enter the amount to refund, in yuan.")),
+        Length(max=12, message=_l("Enter an amount in yuan with at most two decimals, e.g. "
+                                  "50 or 50.00.")),
+        _positive_yuan,
+    ])
+    reason = StringField(_l("Reason"), [
+        DataRequired(_l("Say why the money goes back to the customer.")),
+        Length(max=255, message=_l("A reason has at most 255 characters.")),
+    ])
+
+    @property
+    def amount_fen(self) -> int:
+        return parse_yuan(self.amount.data.strip())
+
+
+class RefundDeclineForm(FlaskForm):
+    reason = StringField(_l("Why it is declined"), [
+        DataRequired(_l("Say why the refund is declined; the requester will read it.")),
+        Length(max=255, message=_l("A reason has at most 255 characters.")),
+    ])

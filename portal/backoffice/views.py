@@ -1,5 +1,6 @@
 """Back-office views under /staff: sign-in (password, then TOTP for supervisors and admins),
 the forced password change, accounts in the member's districts, and staff administration.
+Refund pages are in ``portal.backoffice.refund_views``, on this blueprint.
 
 Thin: parse, call ``portal.backoffice.service``, render. Every query of accounts, bills or
 readings goes through the service's scoped helpers; every view carries an access rule
@@ -15,7 +16,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from portal import context
-from portal.backoffice import service
+from portal.backoffice import refunds, service
 from portal.backoffice.auth import (
     STAFF_PREFIX,
     begin_pending,
@@ -220,7 +221,9 @@ def account(account_id: int) -> ResponseReturnValue:
     acct = service.get_scoped_account(db.session, current_staff(), account_id)
     rows = bills.summaries(db.session, bills.account_bills(db.session, acct.id), context.today())
     owed = ledger.owed_by_account(db.session, [acct.id])[acct.id]
-    return render_template("backoffice/account.html", account=acct, rows=rows, owed=owed)
+    orders = refunds.account_orders(db.session, acct.id)
+    return render_template("backoffice/account.html", account=acct, rows=rows, owed=owed,
+                           orders=orders)
 
 
 # --- staff administration ---------------------------------------------------------------------

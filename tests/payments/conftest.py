@@ -7,7 +7,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from portal.kernel.clock import FrozenClock
+from tests.portal.backoffice.staffing import staff_ids
 
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
@@ -51,3 +55,9 @@ def wsgi_server() -> Iterator[Callable[[Callable[[str], WSGIApp]], str]]:
         server.shutdown()
         thread.join()
         server.server_close()
+
+
+@pytest.fixture
+def staff(session: Session, clock: FrozenClock) -> list[int]:
+    """Three staff members' ids: refunds are requested by one and approved by another."""
+    return staff_ids(session, clock, "refund-requester", "refund-approver", "third-person")

@@ -126,7 +126,7 @@ def test_an_unknown_order_found_pending_becomes_pending(session, clock, account_
     assert state(session, order) == (OrderStatus.PENDING, 1)
 
 
-def test_orders_of_a_disabled_channel_are_skipped(session, clock, account_id):
+def test_orders_of_a_disabled_channel_are_skipped(session, clock, staff, account_id):
     channel = FakeChannel(name="alipay")
     order = pending_order(session, clock, channel, account_id)
     clock.advance(timedelta(minutes=2))
@@ -134,21 +134,22 @@ def test_orders_of_a_disabled_channel_are_skipped(session, clock, account_id):
     assert report.skipped == [order.order_no] and state(session, order)[1] == 0
     service.apply_trade(session, clock, "alipay", channel.pay(order.order_no, 8000), "notify")
     refund = service.request_refund(session, clock, order_no=order.order_no, amount_fen=100,
-                                    reason="x", requested_by=1)
-    service.approve_refund(session, clock, refund, approved_by=2)
+                                    reason="x", requested_by=staff[0])
+    service.approve_refund(session, clock, refund, approved_by=staff[1])
     channel.fail_next.append(ChannelUnavailable())
     service.send_refund(session, clock, channel, refund, timedelta(minutes=1))
     clock.advance(timedelta(minutes=2))
     assert janitor.run(session, clock, {}, POLICY).skipped == [refund.refund_no]
 
 
-def test_pending_refunds_are_resent_with_their_number_then_queried(session, clock, account_id):
+def test_pending_refunds_are_resent_with_their_number_then_queried(session, clock, staff,
+                                                                   account_id):
     channel = FakeChannel()
     order = pending_order(session, clock, channel, account_id)
     service.apply_trade(session, clock, "wechat", channel.pay(order.order_no, 8000), "notify")
     refund = service.request_refund(session, clock, order_no=order.order_no, amount_fen=8000,
-                                    reason="moved", requested_by=1)
-    service.approve_refund(session, clock, refund, approved_by=2)
+                                    reason="moved", requested_by=staff[0])
+    service.approve_refund(session, clock, refund, approved_by=staff[1])
     channel.fail_next.append(ChannelUnavailable())
     service.send_refund(session, clock, channel, refund, timedelta(minutes=1))
     assert refund.status == RefundStatus.PENDING and channel.refunds == []

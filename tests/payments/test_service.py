@@ -293,44 +293,45 @@ def paid_order(session: Session, clock: FrozenClock, account_id: int,
     return order
 
 
-def test_refund_needs_a_second_staff_member_and_a_refundable_amount(session, clock, two_bills):
+def test_refund_needs_a_second_staff_member_and_a_refundable_amount(session, clock, staff,
+                                                                    two_bills):
     account_id, _old, _new = two_bills
     channel = FakeChannel()
     order = paid_order(session, clock, account_id, channel)
     with pytest.raises(service.RefundTooLarge):
         service.request_refund(session, clock, order_no=order.order_no, amount_fen=8001,
-                               reason="duplicate", requested_by=1)
+                               reason="duplicate", requested_by=staff[0])
     with pytest.raises(service.InvalidAmount):
         service.request_refund(session, clock, order_no=order.order_no, amount_fen=0,
-                               reason="duplicate", requested_by=1)
+                               reason="duplicate", requested_by=staff[0])
     with pytest.raises(service.NotFound):
         service.request_refund(session, clock, order_no="DFnope", amount_fen=1,
-                               reason="duplicate", requested_by=1)
+                               reason="duplicate", requested_by=staff[0])
     refund = service.request_refund(session, clock, order_no=order.order_no, amount_fen=5000,
-                                    reason="paid twice", requested_by=1)
+                                    reason="paid twice", requested_by=staff[0])
     with pytest.raises(service.RefundTooLarge):  # 5000 is already taken by the first request
         service.request_refund(session, clock, order_no=order.order_no, amount_fen=3001,
-                               reason="again", requested_by=1)
+                               reason="again", requested_by=staff[0])
     with pytest.raises(service.SameApprover):
-        service.approve_refund(session, clock, refund, approved_by=1)
-    service.approve_refund(session, clock, refund, approved_by=2)
+        service.approve_refund(session, clock, refund, approved_by=staff[0])
+    service.approve_refund(session, clock, refund, approved_by=staff[1])
     with pytest.raises(service.Conflict):
-        service.approve_refund(session, clock, refund, approved_by=3)
-    assert (refund.status, refund.approved_by_id) == (RefundStatus.APPROVED, 2)
+        service.approve_refund(session, clock, refund, approved_by=staff[2])
+    assert (refund.status, refund.approved_by_id) == (RefundStatus.APPROVED, staff[1])
     unpaid = order_for(session, clock, account_id, topup_fen=100)
     with pytest.raises(service.Conflict):
         service.request_refund(session, clock, order_no=unpaid.order_no, amount_fen=1,
-                               reason="x", requested_by=1)
+                               reason="x", requested_by=staff[0])
 
 
-def test_refund_retries_reuse_the_refund_number_and_debit_the_ledger_once(session, clock,
+def test_refund_retries_reuse_the_refund_number_and_debit_the_ledger_once(session, clock, staff,
                                                                           two_bills):
     account_id, old, new = two_bills
     channel = FakeChannel()
     order = paid_order(session, clock, account_id, channel)
     refund = service.request_refund(session, clock, order_no=order.order_no, amount_fen=8000,
-                                    reason="moved out", requested_by=1)
-    service.approve_refund(session, clock, refund, approved_by=2)
+                                    reason="moved out", requested_by=staff[0])
+    service.approve_refund(session, clock, refund, approved_by=staff[1])
     session.commit()
     wait = timedelta(minutes=5)
     channel.fail_next.append(ChannelUnavailable("timeout"))
@@ -353,14 +354,14 @@ def test_refund_retries_reuse_the_refund_number_and_debit_the_ledger_once(sessio
     assert reverse.payload["amount_fen"] == 8000 and reverse.payload["full"] is True
 
 
-def test_a_refused_refund_fails_and_frees_the_amount(session, clock, two_bills):
+def test_a_refused_refund_fails_and_frees_the_amount(session, clock, staff, two_bills):
     account_id, _old, _new = two_bills
     channel = FakeChannel()
     order = paid_order(session, clock, account_id, channel)
     channel.fail_next.append(ChannelError("NOT_ENOUGH", "balance"))
     refund = service.request_refund(session, clock, order_no=order.order_no, amount_fen=8000,
-                                    reason="moved out", requested_by=1)
-    service.approve_refund(session, clock, refund, approved_by=2)
+                                    reason="moved out", requested_by=staff[0])
+    service.approve_refund(session, clock, refund, approved_by=staff[1])
     assert service.send_refund(session, clock, channel, refund, timedelta(minutes=5)) == \
         RefundStatus.FAILED
     assert refund.failure_reason == "NOT_ENOUGH"
@@ -369,14 +370,14 @@ def test_a_refused_refund_fails_and_frees_the_amount(session, clock, two_bills):
         LedgerEntry.kind == EntryKind.REFUND)) == 0
     channel.refund_state = RefundState.FAILED
     again = service.request_refund(session, clock, order_no=order.order_no, amount_fen=100,
-                                   reason="again", requested_by=1)
-    service.approve_refund(session, clock, again, approved_by=2)
+                                   reason="again", requested_by=staff[0])
+    service.approve_refund(session, clock, again, approved_by=staff[1])
     assert service.send_refund(session, clock, channel, again, timedelta(minutes=5)) == \
         RefundStatus.FAILED
 
 
 def test_a_partial_refund_takes_the_prepaid_balance_first_then_the_newest_bill(session, clock,
-                                                                              two_bills):
+                                                                              staff, two_bills):
     account_id, old, new = two_bills
     channel = FakeChannel()
     order = order_for(session, clock, account_id, topup_fen=1000)
@@ -386,8 +387,8 @@ def test_a_partial_refund_takes_the_prepaid_balance_first_then_the_newest_bill(s
     numbers = []
     for amount in (1500, 2000):
         refund = service.request_refund(session, clock, order_no=order.order_no,
-                                        amount_fen=amount, reason="overpaid", requested_by=1)
-        service.approve_refund(session, clock, refund, approved_by=2)
+                                        amount_fen=amount, reason="overpaid", requested_by=staff[0])
+        service.approve_refund(session, clock, refund, approved_by=staff[1])
         assert service.send_refund(session, clock, channel, refund, timedelta(minutes=1)) == \
             RefundStatus.SUCCEEDED
         numbers.append(refund.refund_no)

@@ -5,8 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pyotp
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
+from payments import service as payments
+from payments.channels.base import Scene, Trade, TradeState
+from payments.models import PaymentOrder, Refund
+from portal.accounts.models import ElectricityAccount
+from portal.backoffice import service
+from portal.backoffice.models import StaffMember, StaffRole
 from portal.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET
 from portal.kernel.clock import FrozenClock
 from tests.helpers import FormClient
@@ -25,3 +33,43 @@ def staff_login(web: FormClient, clock: FrozenClock, username: str,
         clock.advance(timedelta(seconds=30))
         response = web.submit(response.location, {"code": totp_code(clock, secret)})
     return response
+
+
+def staff_ids(session: Session, clock: FrozenClock, *usernames: str) -> list[int]:
+    """Real staff rows (administrators: no district needed), for refunds' requested_by and
+    approved_by; flushed, not committed."""
+    return [service.create_staff(session, clock, username=name, display_name=name,
+                                 password=DEMO_PASSWORD, role=StaffRole.ADMIN).id
+            for name in usernames]
+
+
+def paid_order(session: Session, clock: FrozenClock, account_no: str, amount_fen: int = 8000,
+               channel: str = "wechat") -> PaymentOrder:
+    """A top-up of ``amount_fen`` on a demo account, paid: the channel's success applied the way
+    a verified notification is (credited to the ledger). Committed."""
+    account_id = session.scalar(sa.select(ElectricityAccount.id)
+                                .where(ElectricityAccount.account_no == account_no))
+    assert account_id is not None
+    order = payments.create_order(session, clock, account_id=account_id, customer_id=None,
+                                  channel=channel, scene=Scene.DESKTOP, bill_ids=[],
+                                  topup_fen=amount_fen, lifetime=timedelta(minutes=30),
+                                  first_query_after=timedelta(minutes=1))
+    payments.apply_trade(session, clock, channel, Trade(order.order_no, TradeState.SUCCEEDED,
+                                                        amount_fen, channel_trade_no="T1"),
+                         "notify")
+    session.commit()
+    session.refresh(order)
+    return order
+
+
+def requested_refund(session: Session, clock: FrozenClock, order: PaymentOrder,
+                     username: str, amount_fen: int = 1000) -> Refund:
+    """A refund of ``order`` requested by the member ``username``. Committed."""
+    staff_id = session.scalar(sa.select(StaffMember.id).where(StaffMember.username == username))
+    assert staff_id is not None
+    refund = payments.request_refund(session, clock, order_no=order.order_no,
+                                     amount_fen=amount_fen, reason="paid twice",
+                                     requested_by=staff_id)
+    session.commit()
+    session.refresh(refund)
+    return refund
