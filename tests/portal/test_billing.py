@@ -22,6 +22,7 @@ from payments.models import PaymentOrder, Refund
 from payments.states import OrderStatus, RefundStatus
 from portal import billing
 from portal.accounts.models import ElectricityAccount
+from portal.backoffice.models import StaffMember
 from portal.kernel import outbox
 from portal.kernel.clock import FrozenClock
 from portal.kernel.outbox import OutboxMessage, OutboxStatus
@@ -30,6 +31,7 @@ from tests import factories
 from tests.billing_adapter.contract import ACCOUNT, seed_world
 from tests.billing_adapter.fake_server import TOKEN, FakeBillingServer, running
 from tests.payments.fakes import FakeChannel
+from tests.portal.backoffice.staffing import staff_ids
 
 OWED = 9000 + 11719 + 5329 + 8000 + 2000  # the seeded world's three issued bills
 
@@ -70,9 +72,12 @@ def refunded(session: Session, clock: FrozenClock, channel: FakeChannel, order: 
              amount_fen: int) -> Refund:
     """A refund requested, approved by a second person and confirmed by the channel."""
     channel.refund_state = RefundState.SUCCEEDED
+    requester, approver = (
+        session.scalar(sa.select(StaffMember.id).filter_by(username=name))
+        or staff_ids(session, clock, name)[0] for name in ("refund-requester", "refund-approver"))
     refund = service.request_refund(session, clock, order_no=order.order_no,
-                                    amount_fen=amount_fen, reason="搬家", requested_by=1)
-    service.approve_refund(session, clock, refund, approved_by=2)
+                                    amount_fen=amount_fen, reason="搬家", requested_by=requester)
+    service.approve_refund(session, clock, refund, approved_by=approver)
     assert service.send_refund(session, clock, channel, refund, timedelta(minutes=5)) == \
         RefundStatus.SUCCEEDED
     return refund
