@@ -209,11 +209,11 @@ def _text(value: object) -> str:
 
 @dataclass
 class _Priced:
-    """A quote with its lines ready to write: COPY text after the bill id, or row tails."""
+    """A quote with its lines ready to write after their bill id: COPY text (PostgreSQL) or
+    the rest of each row."""
 
     total_fen: int
-    text: tuple[str, ...]
-    tails: tuple[Row, ...]
+    lines: tuple[Any, ...]
 
 
 @dataclass
@@ -252,6 +252,7 @@ class _Planner:
         self.recent_from = _month_add(self.start, -6)
         self.priced: dict[tuple[Any, ...], _Priced | None] = {}
         self.codes: dict[str, str] = {}  # tariff code -> its COPY text
+        self.text = False  # rows as COPY text (PostgreSQL) or as tuples
 
     @functools.cache  # noqa: B019 - one planner per run; it dies with the run
     def tier_year_start(self, code: str) -> date | None:
@@ -428,7 +429,7 @@ class _Planner:
                 f"{now_text if status == ISSUED else NULL}\t{now_text}\n")
             if priced is not None:
                 prefix = str(bill_id)
-                planned.lines.extend(prefix + tail for tail in priced.text)
+                planned.lines.extend(prefix + tail for tail in priced.lines)
             if charged:
                 planned.entries.append(
                     f"{account_id}\t{bill_id}\t{CHARGE}\t{total_fen}\t{charge_ref(bill_id)}\t"
@@ -440,7 +441,7 @@ class _Planner:
                     status, reason, self.due, now_at if status == ISSUED else None, now_at)
             planned.bills.append(bill)
             if priced is not None:
-                planned.lines.extend((bill_id, *tail) for tail in priced.tails)
+                planned.lines.extend((bill_id, *tail) for tail in priced.lines)
             if charged:
                 planned.entries.append((account_id, bill_id, CHARGE, total_fen,
                                         charge_ref(bill_id), None, self.due, now_at))
@@ -470,10 +471,10 @@ class _Planner:
             tails = tuple((seq, line.kind, line.tier, line.register, line.kwh, line.unit_price,
                            line.amount_fen, line.description)
                           for seq, line in enumerate(quoted.lines, start=1))
-            priced = _Priced(quoted.total_fen,
-                             tuple("\t" + "\t".join(map(_text, tail)) + "\n" for tail in tails),
-                             tails)
-        if len(self.priced) < 200_000:
+            priced = _Priced(quoted.total_fen, tuple(
+                "\t" + "\t".join(map(_text, tail)) + "\n" for tail in tails) if self.text
+                else tails)
+        if len(self.priced) < 100_000:  # a bound on memory (about 1 kB an entry)
             self.priced[key] = priced
         return priced
 
