@@ -55,7 +55,8 @@ class Bill(IdMixin, Base):
         sa.CheckConstraint("version >= 1", name="version_positive"),
     )
 
-    account_id: Mapped[int] = mapped_column(sa.ForeignKey("electricity_accounts.id"), index=True)
+    # no index of its own: the unique (account_id, period, version) index starts with it
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("electricity_accounts.id"))
     period: Mapped[str] = mapped_column(sa.String(7))  # YYYY-MM
     version: Mapped[int] = mapped_column(default=1)
     period_start: Mapped[date]

@@ -117,11 +117,32 @@ def test_a_chunk_that_fails_writes_nothing(session, clock, monkeypatch) -> None:
         raise RuntimeError("disk full")
 
     book = bill_run.load_book(session)
-    monkeypatch.setattr(bill_run._Chunk, "_write", broken)
+    monkeypatch.setattr(bill_run, "_write", broken)
     with pytest.raises(RuntimeError):
         bill_run.run(session, clock, book, "2026-11")
     session.rollback()
     assert _bills(session) == [] and _charges(session) == []
+
+
+def test_a_chunk_that_cannot_be_computed_stops_the_run_after_the_chunks_before(
+        session, clock, monkeypatch) -> None:
+    for n in range(1, 4):
+        _account(session, clock, n)
+    book = bill_run.load_book(session)
+    compute = bill_run._Planner._bill
+    seen = []
+
+    def fails_on_the_third_account(self, planned, bill_id, account_id, *args):
+        seen.append(account_id)
+        if len(seen) == 3:
+            raise RuntimeError("bug")
+        return compute(self, planned, bill_id, account_id, *args)
+
+    monkeypatch.setattr(bill_run._Planner, "_bill", fails_on_the_third_account)
+    with pytest.raises(RuntimeError, match="bug"):
+        bill_run.run(session, clock, book, "2026-11", RunConfig(chunk_size=1))
+    session.rollback()
+    assert len(_bills(session)) == 2 and len(_charges(session)) == 2
 
 
 def test_accounts_without_an_accepted_reading_are_not_billed(session, clock) -> None:
@@ -238,6 +259,14 @@ def test_an_unknown_or_unpriceable_tariff_is_held_not_crashed(session, clock) ->
     result = _run(session, clock)
     assert result.held == 2
     assert [b.review_reason for b in _bills(session)] == ["unknown_tariff", "cannot_price"]
+
+
+def test_a_tariff_not_yet_in_force_for_the_period_is_held(session, clock) -> None:
+    _account(session, clock, tariff="zhejiang-business-tou",  # in force from 2023-01-01
+             readings=(("2022-10", 100), ("2022-11", 300)))
+    result = _run(session, clock, "2022-11")
+    assert (result.issued, result.held) == (0, 1)
+    assert [b.review_reason for b in _bills(session, "2022-11")] == ["cannot_price"]
 
 
 def test_the_previous_reading_may_be_older_than_last_month(session, clock) -> None:
