@@ -71,7 +71,7 @@ def test_pay_demo_bills_through_each_sandbox_channel(page, live_url) -> None:  #
     page.wait_for_url(re.compile(r".*/dashboard$"))
 
     _start(page, live_url, "微信支付")
-    assert page.locator(".qr svg").count() == 1
+    assert page.locator(".qr svg").count() == 1, page.inner_text("main")
     order_url = page.url
     page.get_by_role("link", name="打开沙箱支付页面").click()
     page.locator("button[name=outcome][value=confirm]").click()
