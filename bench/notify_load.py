@@ -14,7 +14,10 @@ sandbox keys. It measures:
   bill in the ledger, enqueues the posting message and commits before the 204),
 
 each with a fixed number of concurrent keep-alive clients, and prints requests, errors, rps, p50
-and p99 for each, checks every order was credited once, and prints LAST
+and p99 for each, with the CPU per request of the gunicorn workers (app_cpu_ms) and of the run's
+PostgreSQL backends (db_cpu_ms) and the load average around the runs (the machine is shared:
+rps moves with others' load, CPU per request much less), checks every order was credited once,
+and prints LAST
 ``ratio_to_hello=<notify rps / hello rps>``. Targets: ratio >= 0.25 and notify p99 <= 100 ms.
 """
 
