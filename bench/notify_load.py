@@ -14,7 +14,10 @@ sandbox keys. It measures:
   bill in the ledger, enqueues the posting message and commits before the 204),
 
 each with a fixed number of concurrent keep-alive clients, and prints requests, errors, rps, p50
-and p99 for each, checks every order was credited once, and prints LAST
+and p99 for each, with the CPU per request of the gunicorn workers (app_cpu_ms) and of the run's
+PostgreSQL backends (db_cpu_ms) and the load average around the runs (the machine is shared:
+rps moves with others' load, CPU per request much less), checks every order was credited once,
+and prints LAST
 ``ratio_to_hello=<notify rps / hello rps>``. Targets: ratio >= 0.25 and notify p99 <= 100 ms.
 """
 
@@ -151,6 +154,36 @@ def credited(url: str, order_nos: Sequence[str]) -> int:
 Request = tuple[str, str, bytes, dict[str, str]]
 
 
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # gone
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds used by the gunicorn workers and by this run's PostgreSQL backends (found by
+    ``application_name``), so the figures can be compared on a machine others are loading too:
+    rps and latency depend on that load, CPU per request much less."""
+
+    def __init__(self, server: subprocess.Popen[bytes], admin: sa.Engine, app_name: str) -> None:
+        self.server, self.admin, self.app_name = server, admin, app_name
+
+    def _pids(self) -> tuple[list[int], list[int]]:
+        children = Path(f"/proc/{self.server.pid}/task/{self.server.pid}/children")
+        workers = [int(p) for p in children.read_text().split()] + [self.server.pid]
+        with self.admin.connect() as conn:
+            backends = list(conn.scalars(sa.text(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
+                {"name": self.app_name}))
+        return workers, backends
+
+    def sample(self) -> tuple[float, float]:
+        workers, backends = self._pids()
+        return (sum(map(_cpu_seconds, workers)), sum(map(_cpu_seconds, backends)))
+
+
 def run(port: int, requests: Sequence[Request], clients: int) -> tuple[float, list[float], int]:
     """Send the requests with ``clients`` keep-alive connections; (seconds, latencies, errors)."""
     latencies: list[float] = []
@@ -197,11 +230,19 @@ def run(port: int, requests: Sequence[Request], clients: int) -> tuple[float, li
     return time.perf_counter() - started, latencies, errors[0]
 
 
-def report(name: str, seconds: float, latencies: list[float], errors: int) -> float:
+def measure(name: str, port: int, requests: Sequence[Request], clients: int,
+            meter: CpuMeter) -> float:
+    """Run the requests, print the figures; the rps."""
+    app_before, db_before = meter.sample()
+    seconds, latencies, errors = run(port, requests, clients)
+    app_after, db_after = meter.sample()  # backends stay (pooled), so both samples see them
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     rps = len(latencies) / seconds
-    print(f"{name}: requests={len(latencies)} errors={errors} rps={rps:.1f} "
-          f"p50_ms={cuts[49] * 1000:.1f} p99_ms={cuts[98] * 1000:.1f}")
+    count = len(latencies)
+    print(f"{name}: requests={count} errors={errors} rps={rps:.1f} "
+          f"p50_ms={cuts[49] * 1000:.1f} p99_ms={cuts[98] * 1000:.1f} "
+          f"app_cpu_ms={(app_after - app_before) * 1000 / count:.2f} "
+          f"db_cpu_ms={(db_after - db_before) * 1000 / count:.2f}")
     return rps
 
 
@@ -234,6 +275,7 @@ def main() -> None:
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
+    app_name = schema  # tags the server's connections for the CPU meter
     server: subprocess.Popen[bytes] | None = None
     try:
         print(f"preparing {args.requests + warmup} orders in schema {schema} ...", file=sys.stderr)
@@ -253,16 +295,20 @@ def main() -> None:
                 [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}",
                  "--workers", str(args.workers), "--threads", str(args.threads),
                  "--log-level", "warning", "wsgi:app"],
-                cwd=ROOT, env={**os.environ, **environment(url, keys, key_file, port)},
+                cwd=ROOT, env={**os.environ, **environment(
+                    f"{url}&application_name={app_name}", keys, key_file, port)},
             )
             wait_ready(port, server)
             print(f"gunicorn: {args.workers} workers x {args.threads} threads; "
                   f"{args.clients} clients; PostgreSQL", file=sys.stderr)
             run(port, hello[:warmup], args.clients)
             run(port, notifications[:warmup], args.clients)
-            hello_rps = report("hello", *run(port, hello, args.clients))
-            notify_rps = report("notify_wechat", *run(port, notifications[warmup:],
-                                                      args.clients))
+            meter = CpuMeter(server, admin, app_name)
+            print(f"load average before: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+            hello_rps = measure("hello", port, hello, args.clients, meter)
+            notify_rps = measure("notify_wechat", port, notifications[warmup:], args.clients,
+                                 meter)
+            print(f"load average after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
         done = credited(url, [no for no, _ in orders])
         print(f"credited={done}/{len(orders)} orders")
         print(f"ratio_to_hello={notify_rps / hello_rps:.3f}")

@@ -14,10 +14,10 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from payments.channels.base import (
@@ -40,6 +40,7 @@ from portal.accounts.models import ElectricityAccount
 from portal.bills.models import Bill
 from portal.kernel import outbox
 from portal.kernel.clock import Clock, local_today
+from portal.kernel.db import insert_new
 from portal.kernel.errors import Conflict, DomainError, NotFound
 from portal.ledger import service as ledger
 from portal.ledger.models import EntryKind, LedgerEntry
@@ -172,18 +173,22 @@ def order_by_no(session: Session, order_no: str, lock: bool = False) -> PaymentO
 
 
 def record_event(session: Session, clock: Clock, channel_name: str,
-                 notification: Notification) -> int | None:
-    """Store the verified event as received; its row id, or None when this event id was
-    recorded before (a concurrent copy waits here until the first one commits)."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+                 notification: Notification, outcome: Outcome) -> bool:
+    """Store the verified event as received with what applying it did; False (nothing written)
+    when this event id was recorded before (a concurrent copy waits here until the first one
+    commits)."""
     trade = notification.trade
-    stmt = insert(PaymentEvent).values(
-        channel=channel_name, event_id=notification.event_id[:128],
-        event_type=notification.event_type[:64],
-        order_no=trade.order_no[:64] if trade else None,
-        payload=dict(notification.raw), received_at=clock.now(),
-    ).on_conflict_do_nothing(index_elements=["channel", "event_id"]).returning(PaymentEvent.id)
-    return session.execute(stmt).scalar()
+    return bool(insert_new(session, PaymentEvent, [{
+        "channel": channel_name, "event_id": notification.event_id[:128],
+        "event_type": notification.event_type[:64],
+        "order_no": trade.order_no[:64] if trade else None,
+        "payload": dict(notification.raw), "outcome": outcome.value, "received_at": clock.now(),
+    }], unique=["channel", "event_id"]))
+
+
+_ACCOUNT_NO = (sa.select(ElectricityAccount.account_no)
+               .where(ElectricityAccount.id == PaymentOrder.account_id)
+               .scalar_subquery().label("account_no"))
 
 
 def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
@@ -191,17 +196,30 @@ def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
     """Apply one verified statement about an order, once. Does not commit.
 
     ``source`` says where the trade came from ("notify", "query", "return") for the log.
+
+    A success for an open order of this channel with the same amount and currency (the
+    everyday case) is one guarded UPDATE; anything else locks the order row and decides.
     """
-    found = session.execute(
-        sa.select(PaymentOrder, ElectricityAccount.account_no)
-        .join(ElectricityAccount, ElectricityAccount.id == PaymentOrder.account_id)
-        .where(PaymentOrder.order_no == trade.order_no)
-        .with_for_update(of=PaymentOrder).execution_options(populate_existing=True)).first()
-    order, account_no = found if found is not None else (None, "")
+    now = clock.now()
+    if trade.state in (TradeState.SUCCEEDED, TradeState.REFUNDED):
+        paid_at = trade.paid_at or now
+        moved = ORDER_MACHINE.move_matching(
+            session, PaymentOrder, OPEN, OrderStatus.SUCCEEDED,
+            PaymentOrder.order_no == trade.order_no, PaymentOrder.channel == channel_name,
+            PaymentOrder.amount_fen == trade.amount_fen, PaymentOrder.currency == trade.currency,
+            returning=(PaymentOrder.id, PaymentOrder.order_no, PaymentOrder.account_id,
+                       PaymentOrder.amount_fen, PaymentOrder.channel, _ACCOUNT_NO),
+            paid_at=paid_at, channel_trade_no=trade.channel_trade_no, next_query_at=None,
+            updated_at=now)
+        if moved is not None:
+            _credit(session, clock, moved, paid_at, zone)
+            return Outcome.APPLIED
+    order = session.scalars(
+        sa.select(PaymentOrder).where(PaymentOrder.order_no == trade.order_no)
+        .with_for_update().execution_options(populate_existing=True)).first()
     if order is None or order.channel != channel_name:
         log.warning("%s %s: no %s order %s", channel_name, source, channel_name, trade.order_no)
         return Outcome.UNKNOWN_ORDER
-    now = clock.now()
     status = order.status
     if trade.state in (TradeState.SUCCEEDED, TradeState.REFUNDED):
         if status in (OrderStatus.SUCCEEDED, OrderStatus.REVIEW):
@@ -212,19 +230,13 @@ def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
                       f"ordered {order.amount_fen} {order.currency}")
         elif status not in OPEN:
             reason = f"paid_after_{status.value}"
-        if reason is not None:
-            ORDER_MACHINE.move(session, PaymentOrder, order.id, status, OrderStatus.REVIEW,
-                               review_reason=reason[:255], channel_trade_no=trade.channel_trade_no,
-                               next_query_at=None, updated_at=now)
-            log.warning("order %s to review (%s, via %s)", order.order_no, reason, source)
-            return Outcome.REVIEW
-        paid_at = trade.paid_at or now
-        if not ORDER_MACHINE.move(session, PaymentOrder, order.id, status, OrderStatus.SUCCEEDED,
-                                  paid_at=paid_at, channel_trade_no=trade.channel_trade_no,
-                                  next_query_at=None, updated_at=now):
-            return Outcome.DUPLICATE  # pragma: no cover  (the row lock makes this a lost race)
-        _credit(session, clock, order, account_no, paid_at, zone)
-        return Outcome.APPLIED
+        if reason is None:  # pragma: no cover  (open and matching: the UPDATE above moved it)
+            return Outcome.DUPLICATE
+        ORDER_MACHINE.move(session, PaymentOrder, order.id, status, OrderStatus.REVIEW,
+                           review_reason=reason[:255], channel_trade_no=trade.channel_trade_no,
+                           next_query_at=None, updated_at=now)
+        log.warning("order %s to review (%s, via %s)", order.order_no, reason, source)
+        return Outcome.REVIEW
     target = {TradeState.CLOSED: OrderStatus.CLOSED, TradeState.FAILED: OrderStatus.FAILED,
               TradeState.PENDING: OrderStatus.PENDING}.get(trade.state)
     if target is None or status not in OPEN:
@@ -236,10 +248,11 @@ def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
     return Outcome.APPLIED
 
 
-def _credit(session: Session, clock: Clock, order: PaymentOrder, account_no: str,
-            paid_at: datetime, zone: tzinfo) -> None:
-    """Credit a succeeded order: its bills oldest first (up to what each still owes), the rest
-    to the prepaid balance, which then pays other owed bills; tell billing."""
+def _credit(session: Session, clock: Clock, order: sa.Row[Any], paid_at: datetime,
+            zone: tzinfo) -> None:
+    """Credit a succeeded order (``id, order_no, account_id, amount_fen, channel, account_no``):
+    its bills oldest first (up to what each still owes), the rest to the prepaid balance, which
+    then pays other owed bills; tell billing."""
     day = paid_at.astimezone(zone).date()
     covered = session.execute(  # each covered bill, oldest first, with what it owes now
         sa.select(PaymentOrderBill.bill_id, Bill.period,
@@ -249,41 +262,44 @@ def _credit(session: Session, clock: Clock, order: PaymentOrder, account_no: str
         .where(PaymentOrderBill.order_id == order.id)
         .group_by(PaymentOrderBill.bill_id, Bill.period, PaymentOrderBill.seq)
         .order_by(PaymentOrderBill.seq)).all()
+    memo = f"{order.channel} {order.order_no}"
+    entries = []
     remaining = order.amount_fen
     for bill_id, _period, owed in covered:
         amount = min(int(owed), remaining)
         if amount <= 0:
             continue
-        ledger.post(session, clock, account_id=order.account_id, bill_id=bill_id,
-                    kind=EntryKind.PAYMENT, amount_fen=-amount,
-                    ref=f"pay:{order.order_no}:bill:{bill_id}", effective_on=day,
-                    memo=f"{order.channel} {order.order_no}")
+        entries.append(ledger.Entry(account_id=order.account_id, bill_id=bill_id,
+                                    kind=EntryKind.PAYMENT, amount_fen=-amount,
+                                    ref=f"pay:{order.order_no}:bill:{bill_id}",
+                                    effective_on=day, memo=memo))
         remaining -= amount
     if remaining > 0:  # only new credit can pay other bills: skip the allocation otherwise
-        ledger.post(session, clock, account_id=order.account_id, kind=EntryKind.PAYMENT,
-                    amount_fen=-remaining, ref=f"pay:{order.order_no}:prepaid", effective_on=day,
-                    memo=f"{order.channel} {order.order_no}")
+        entries.append(ledger.Entry(account_id=order.account_id, kind=EntryKind.PAYMENT,
+                                    amount_fen=-remaining, ref=f"pay:{order.order_no}:prepaid",
+                                    effective_on=day, memo=memo))
+    ledger.post_many(session, clock, entries)
+    if remaining > 0:
         ledger.apply_prepaid(session, clock, order.account_id, local_today(clock, zone))
     outbox.enqueue(session, clock, POST_PAYMENT_TOPIC, {
-        "order_no": order.order_no, "account_no": account_no, "amount_fen": order.amount_fen,
-        "paid_at": paid_at.isoformat(), "channel": order.channel,
+        "order_no": order.order_no, "account_no": order.account_no,
+        "amount_fen": order.amount_fen, "paid_at": paid_at.isoformat(), "channel": order.channel,
         "bill_periods": [period for _bill_id, period, _owed in covered],
     }, dedup_key=f"post:{order.order_no}")
 
 
 def handle_notification(session: Session, clock: Clock, channel_name: str,
                         notification: Notification, zone: tzinfo = DEFAULT_ZONE) -> Outcome:
-    """Record the verified event, then apply its trade once. Does not commit: the caller commits
-    the whole handling before answering the channel."""
-    event_id = record_event(session, clock, channel_name, notification)
-    if event_id is None:
-        return Outcome.DUPLICATE
+    """Apply the verified event's trade once, then record the event with the outcome (one
+    INSERT). Does not commit: the caller commits the whole handling before answering the
+    channel. A copy of an event already recorded is applied again, which changes nothing (every
+    move is guarded, ledger refs derive from the order number), and answers DUPLICATE."""
     if notification.trade is None:
         outcome = Outcome.IGNORED
     else:
         outcome = apply_trade(session, clock, channel_name, notification.trade, "notify", zone)
-    session.execute(sa.update(PaymentEvent).where(PaymentEvent.id == event_id)
-                    .values(outcome=outcome.value))
+    if not record_event(session, clock, channel_name, notification, outcome):
+        return Outcome.DUPLICATE
     return outcome
 
 

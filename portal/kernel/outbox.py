@@ -16,11 +16,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from portal.kernel.clock import Clock
-from portal.kernel.db import Base, IdMixin, str_enum
+from portal.kernel.db import Base, IdMixin, insert_new, str_enum
 
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = timedelta(seconds=30)
@@ -67,10 +66,7 @@ def enqueue(session: Session, clock: Clock, topic: str, payload: dict[str, Any],
         "status": OutboxStatus.PENDING, "attempts": 0, "created_at": now,
         "available_at": not_before or now,
     }
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(OutboxMessage).values(**values).on_conflict_do_nothing(
-        index_elements=["dedup_key"]).returning(OutboxMessage.id)
-    return session.execute(stmt).first() is not None
+    return bool(insert_new(session, OutboxMessage, [values], unique=["dedup_key"]))
 
 
 def backoff(attempts: int) -> timedelta:

@@ -9,11 +9,11 @@ nothing and are told so. The README's diagrams are generated from the same table
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from portal.kernel.errors import Conflict
 
@@ -54,15 +54,32 @@ class StateMachine(Generic[S]):
         Returns True when this call made the move, False when the row had already moved on
         (a duplicate or a lost race). An illegal move raises before touching the database.
         """
-        self.check(source, target)
-        column = getattr(model, status_attr)
         result: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
-            sa.update(model)
-            .where(model.id == row_id, column == source)
-            .values({status_attr: target, **values})
-            .execution_options(synchronize_session=False)
-        )
+            self._update(model, (source,), target, (model.id == row_id,), status_attr, values))
         return result.rowcount == 1
+
+    def move_matching(self, session: Session, model: type[Any], sources: Collection[S],
+                      target: S, *where: sa.ColumnElement[bool],
+                      returning: Sequence[QueryableAttribute[Any] | sa.ColumnElement[Any]],
+                      status_attr: str = "status", **values: Any) -> sa.Row[Any] | None:
+        """Apply ``source -> target`` to the one row matching ``where`` if it is in any of
+        ``sources``, in one statement: its ``returning`` columns, or None when no row matched
+        (none exists, it moved on, or a ``where`` condition is not met). ``where`` must pick a
+        unique row (e.g. by a unique column)."""
+        stmt = self._update(model, sources, target, where, status_attr, values)
+        return session.execute(stmt.returning(*returning)).first()
+
+    def _update(self, model: type[Any], sources: Collection[S], target: S,
+                where: Sequence[sa.ColumnElement[bool]], status_attr: str,
+                values: dict[str, Any]) -> sa.Update:
+        for source in sources:
+            self.check(source, target)
+        column = getattr(model, status_attr)
+        ordered = [state for state in self.states if state in sources]  # one cached statement
+        guard = column == ordered[0] if len(ordered) == 1 else column.in_(ordered)
+        return (sa.update(model).where(*where, guard)
+                .values({status_attr: target, **values})
+                .execution_options(synchronize_session=False))
 
     def mermaid(self) -> str:
         lines = ["stateDiagram-v2", f"    [*] --> {self.initial.value}"]

@@ -2,32 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from portal.accounts.models import District, ElectricityAccount
 from portal.bills.models import Bill, BillStatus
 from portal.kernel.clock import Clock, local_today
+from portal.kernel.db import insert_new
 from portal.ledger.models import EntryKind, LedgerEntry
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ledger entry to append (see ``post``)."""
+
+    account_id: int
+    kind: EntryKind
+    amount_fen: int
+    ref: str
+    effective_on: date
+    bill_id: int | None = None
+    memo: str | None = None
 
 
 def post(session: Session, clock: Clock, *, account_id: int, kind: EntryKind, amount_fen: int,
          ref: str, effective_on: date, bill_id: int | None = None,
          memo: str | None = None) -> bool:
     """Append one entry; False (and nothing written) when an entry with ``ref`` exists already."""
-    if not isinstance(amount_fen, int) or isinstance(amount_fen, bool):
-        raise TypeError("amount_fen must be int")
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(LedgerEntry).values(
-        account_id=account_id, bill_id=bill_id, kind=kind, amount_fen=amount_fen, ref=ref,
-        memo=memo, effective_on=effective_on, created_at=clock.now(),
-    ).on_conflict_do_nothing(index_elements=["ref"]).returning(LedgerEntry.id)
-    return session.execute(stmt).first() is not None
+    return post_many(session, clock, [Entry(account_id=account_id, kind=kind,
+                                            amount_fen=amount_fen, ref=ref,
+                                            effective_on=effective_on, bill_id=bill_id,
+                                            memo=memo)]) == 1
+
+
+def post_many(session: Session, clock: Clock, entries: Sequence[Entry]) -> int:
+    """Append entries in one INSERT; how many were written (an entry whose ``ref`` exists
+    already is skipped)."""
+    for entry in entries:
+        if not isinstance(entry.amount_fen, int) or isinstance(entry.amount_fen, bool):
+            raise TypeError("amount_fen must be int")
+    now = clock.now()
+    return len(insert_new(session, LedgerEntry, [
+        {"account_id": e.account_id, "bill_id": e.bill_id, "kind": e.kind,
+         "amount_fen": e.amount_fen, "ref": e.ref, "memo": e.memo,
+         "effective_on": e.effective_on, "created_at": now} for e in entries
+    ], unique=["ref"]))
 
 
 def owed_by_account(session: Session, account_ids: Iterable[int]) -> dict[int, int]:

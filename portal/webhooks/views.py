@@ -23,13 +23,14 @@ from flask import Blueprint, Response, abort, request
 from payments import service
 from payments.channels.base import InvalidNotification
 from portal import context
-from portal.extensions import csrf, db
+from portal.extensions import csrf, db, limiter
 from portal.payment_channels import channels
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("webhooks", __name__)
 csrf.exempt(bp)
+limiter.exempt(bp)  # no limit applies here; a throttled channel would only retry later
 
 
 @bp.post("/notify/<any(wechat, alipay, stripe):channel_name>")
