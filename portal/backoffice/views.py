@@ -45,6 +45,7 @@ from portal.extensions import db, limiter
 from portal.i18n import message_for
 from portal.kernel.errors import DomainError
 from portal.ledger import service as ledger
+from portal.messages import review_reason_text
 
 bp = Blueprint("backoffice", __name__, url_prefix="/staff")
 ENROL_KEY = "staff_enrol"
@@ -222,8 +223,10 @@ def account(account_id: int) -> ResponseReturnValue:
     rows = bills.summaries(db.session, bills.account_bills(db.session, acct.id), context.today())
     owed = ledger.owed_by_account(db.session, [acct.id])[acct.id]
     orders = refunds.account_orders(db.session, acct.id)
+    held = {row.bill.id: review_reason_text(row.bill.review_reason)
+            for row in rows if row.bill.review_reason}
     return render_template("backoffice/account.html", account=acct, rows=rows, owed=owed,
-                           orders=orders)
+                           orders=orders, held=held)
 
 
 # --- staff administration ---------------------------------------------------------------------

@@ -468,3 +468,15 @@ def test_current_staff_outside_a_staff_session(app) -> None:
 
     with app.test_request_context("/staff"), pytest.raises(Unauthorized):
         current_staff()
+
+
+def test_staff_see_why_a_bill_is_held_for_review(app, web, clock, demo) -> None:
+    """王芳's newest month is a spike the bill run held: staff of her district see the reason."""
+    staff_login(web, clock, "bj-auditor")
+    account_id = _id(app, ElectricityAccount, account_no="1100000001")
+    page = text_of(web.get(f"/staff/accounts/{account_id}"))
+    assert "远高于前 6 个月的平均值" in page and "1332.00" in page
+    english = text_of(web.get(f"/staff/accounts/{account_id}?lang=en"))
+    assert "far above the average" in english
+    other = _id(app, ElectricityAccount, account_no="1100000002")  # nothing held there
+    assert "far above the average" not in text_of(web.get(f"/staff/accounts/{other}?lang=en"))
