@@ -186,9 +186,40 @@ def record_event(session: Session, clock: Clock, channel_name: str,
     }], unique=["channel", "event_id"]))
 
 
-_ACCOUNT_NO = (sa.select(ElectricityAccount.account_no)
-               .where(ElectricityAccount.id == PaymentOrder.account_id)
-               .scalar_subquery().label("account_no"))
+def _param(column: sa.ColumnElement[Any]) -> sa.BindParameter[Any]:
+    """``:b_<column>`` of the column's type (an UPDATE reserves the column's own name)."""
+    return sa.bindparam(f"b_{column.key}", type_=column.type)
+
+
+# The everyday notification's two statements, built once on the tables (see
+# StateMachine.matching): the guarded UPDATE ... RETURNING moving a matching open order to
+# succeeded, and the bills it covers, oldest first, with what each owes now.
+_orders = sa.inspect(PaymentOrder).local_table
+_accounts = sa.inspect(ElectricityAccount).local_table
+_SUCCEED = ORDER_MACHINE.matching(
+    PaymentOrder, OPEN, OrderStatus.SUCCEEDED,
+    _orders.c.order_no == _param(_orders.c.order_no),
+    _orders.c.channel == _param(_orders.c.channel),
+    _orders.c.amount_fen == _param(_orders.c.amount_fen),
+    _orders.c.currency == _param(_orders.c.currency),
+    returning=(_orders.c.id, _orders.c.order_no, _orders.c.account_id, _orders.c.amount_fen,
+               _orders.c.channel,
+               sa.select(_accounts.c.account_no).where(_accounts.c.id == _orders.c.account_id)
+               .scalar_subquery().label("account_no")),
+    paid_at=_param(_orders.c.paid_at), channel_trade_no=_param(_orders.c.channel_trade_no),
+    next_query_at=None, updated_at=_param(_orders.c.updated_at),
+)
+_order_bills = sa.inspect(PaymentOrderBill).local_table
+_bills = sa.inspect(Bill).local_table
+_entries = sa.inspect(LedgerEntry).local_table
+_COVERED = (
+    sa.select(_order_bills.c.bill_id, _bills.c.period,
+              sa.func.coalesce(sa.func.sum(_entries.c.amount_fen), 0))
+    .join(_bills, _bills.c.id == _order_bills.c.bill_id)
+    .outerjoin(_entries, _entries.c.bill_id == _order_bills.c.bill_id)
+    .where(_order_bills.c.order_id == sa.bindparam("order_id"))
+    .group_by(_order_bills.c.bill_id, _bills.c.period, _order_bills.c.seq)
+    .order_by(_order_bills.c.seq))
 
 
 def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
@@ -203,14 +234,10 @@ def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
     now = clock.now()
     if trade.state in (TradeState.SUCCEEDED, TradeState.REFUNDED):
         paid_at = trade.paid_at or now
-        moved = ORDER_MACHINE.move_matching(
-            session, PaymentOrder, OPEN, OrderStatus.SUCCEEDED,
-            PaymentOrder.order_no == trade.order_no, PaymentOrder.channel == channel_name,
-            PaymentOrder.amount_fen == trade.amount_fen, PaymentOrder.currency == trade.currency,
-            returning=(PaymentOrder.id, PaymentOrder.order_no, PaymentOrder.account_id,
-                       PaymentOrder.amount_fen, PaymentOrder.channel, _ACCOUNT_NO),
-            paid_at=paid_at, channel_trade_no=trade.channel_trade_no, next_query_at=None,
-            updated_at=now)
+        moved = ORDER_MACHINE.move_matching(session, _SUCCEED, {
+            "b_order_no": trade.order_no, "b_channel": channel_name,
+            "b_amount_fen": trade.amount_fen, "b_currency": trade.currency, "b_paid_at": paid_at,
+            "b_channel_trade_no": trade.channel_trade_no, "b_updated_at": now})
         if moved is not None:
             _credit(session, clock, moved, paid_at, zone)
             return Outcome.APPLIED
@@ -254,14 +281,7 @@ def _credit(session: Session, clock: Clock, order: sa.Row[Any], paid_at: datetim
     its bills oldest first (up to what each still owes), the rest to the prepaid balance, which
     then pays other owed bills; tell billing."""
     day = paid_at.astimezone(zone).date()
-    covered = session.execute(  # each covered bill, oldest first, with what it owes now
-        sa.select(PaymentOrderBill.bill_id, Bill.period,
-                  sa.func.coalesce(sa.func.sum(LedgerEntry.amount_fen), 0))
-        .join(Bill, Bill.id == PaymentOrderBill.bill_id)
-        .outerjoin(LedgerEntry, LedgerEntry.bill_id == PaymentOrderBill.bill_id)
-        .where(PaymentOrderBill.order_id == order.id)
-        .group_by(PaymentOrderBill.bill_id, Bill.period, PaymentOrderBill.seq)
-        .order_by(PaymentOrderBill.seq)).all()
+    covered = session.execute(_COVERED, {"order_id": order.id}).all()
     memo = f"{order.channel} {order.order_no}"
     entries = []
     remaining = order.amount_fen

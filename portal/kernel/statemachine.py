@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy.orm import Session
 
 from portal.kernel.errors import Conflict
 
@@ -58,23 +58,35 @@ class StateMachine(Generic[S]):
             self._update(model, (source,), target, (model.id == row_id,), status_attr, values))
         return result.rowcount == 1
 
-    def move_matching(self, session: Session, model: type[Any], sources: Collection[S],
-                      target: S, *where: sa.ColumnElement[bool],
-                      returning: Sequence[QueryableAttribute[Any] | sa.ColumnElement[Any]],
-                      status_attr: str = "status", **values: Any) -> sa.Row[Any] | None:
-        """Apply ``source -> target`` to the one row matching ``where`` if it is in any of
-        ``sources``, in one statement: its ``returning`` columns, or None when no row matched
-        (none exists, it moved on, or a ``where`` condition is not met). ``where`` must pick a
-        unique row (e.g. by a unique column)."""
-        stmt = self._update(model, sources, target, where, status_attr, values)
-        return session.execute(stmt.returning(*returning)).first()
+    def matching(self, model: type[Any], sources: Collection[S], target: S,
+                 *where: sa.ColumnElement[bool], returning: Sequence[sa.ColumnElement[Any]],
+                 status_attr: str = "status", **values: Any) -> sa.Update:
+        """The guarded ``UPDATE ... RETURNING`` that ``move_matching`` runs: ``source ->
+        target`` for the one row matching ``where`` if it is in any of ``sources``. Build it
+        once, on the model's table with ``sa.bindparam()`` for what varies, and run it with
+        parameters: a statement object kept is neither rebuilt nor re-keyed for SQLAlchemy's
+        compiled cache per call, and a Core statement skips the ORM's UPDATE handling (hot
+        paths: every payment notification). ``where`` must pick a unique row (e.g. by a
+        unique column)."""
+        table = model.__table__
+        return self._update(table, sources, target, where, status_attr,
+                            values).returning(*returning)
 
-    def _update(self, model: type[Any], sources: Collection[S], target: S,
+    @staticmethod
+    def move_matching(session: Session, statement: sa.Update,
+                      params: Mapping[str, Any]) -> sa.Row[Any] | None:
+        """Run a statement from ``matching`` with ``params`` (the bind parameters' values):
+        its ``returning`` columns, or None when no row matched (none exists, it moved on, or a
+        ``where`` condition is not met)."""
+        return session.execute(statement, params).first()
+
+    def _update(self, model: type[Any] | sa.Table, sources: Collection[S], target: S,
                 where: Sequence[sa.ColumnElement[bool]], status_attr: str,
                 values: dict[str, Any]) -> sa.Update:
         for source in sources:
             self.check(source, target)
-        column = getattr(model, status_attr)
+        column = (model.c[status_attr] if isinstance(model, sa.Table)
+                  else getattr(model, status_attr))
         ordered = [state for state in self.states if state in sources]  # one cached statement
         guard = column == ordered[0] if len(ordered) == 1 else column.in_(ordered)
         return (sa.update(model).where(*where, guard)
