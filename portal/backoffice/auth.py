@@ -62,7 +62,12 @@ def _fresh_session() -> None:
 def begin_pending(staff: StaffMember) -> None:
     """Password accepted; the TOTP step comes next."""
     _fresh_session()
-    session[PENDING_KEY] = {"id": staff.id, "at": context.clock().now().timestamp()}
+    session[PENDING_KEY] = {"id": staff.id, "at": _epoch_seconds()}
+
+
+def _epoch_seconds() -> int:
+    """Session timestamps are whole seconds since the epoch, from the injected clock."""
+    return int(context.clock().now().timestamp())
 
 
 def pending_staff() -> StaffMember | None:
@@ -70,17 +75,17 @@ def pending_staff() -> StaffMember | None:
     pending = session.get(PENDING_KEY)
     if not isinstance(pending, dict):
         return None
-    if context.clock().now().timestamp() - float(pending.get("at", 0)) > PENDING_SECONDS:
+    if _epoch_seconds() - int(pending.get("at", 0)) > PENDING_SECONDS:
         return None
     staff = db.session.get(StaffMember, int(pending.get("id", 0)))
     return staff if staff is not None and staff.is_active else None
 
 
 def sign_in(staff: StaffMember) -> None:
-    now = context.clock().now()
+    now = _epoch_seconds()
     _fresh_session()
     login_user(staff)
-    session[SIGNED_IN_AT] = session[SEEN_AT] = now.timestamp()
+    session[SIGNED_IN_AT] = session[SEEN_AT] = now
 
 
 def sign_out() -> None:
@@ -98,9 +103,9 @@ def _gate(access: Access) -> ResponseReturnValue | None:
     if not isinstance(user, StaffMember):
         return _login_redirect()
     settings = context.settings()
-    now = context.clock().now().timestamp()
-    idle = now - float(session.get(SEEN_AT, 0))
-    age = now - float(session.get(SIGNED_IN_AT, 0))
+    now = _epoch_seconds()
+    idle = now - int(session.get(SEEN_AT, 0))
+    age = now - int(session.get(SIGNED_IN_AT, 0))
     if idle > settings.staff_idle_minutes * 60 or age > settings.staff_session_hours * 3600:
         sign_out()
         flash(_("You were signed out because the session expired. Please sign in again."),
