@@ -40,18 +40,6 @@ class OrderRow:
     refundable_fen: int  # 0 unless the order succeeded
 
 
-def _refunded_fen(session: Session, order_ids: Collection[int]) -> dict[int, int]:
-    """What is taken from each order by refunds that did not fail (the rule of
-    ``payments.service.refundable_fen``, for many orders in one query)."""
-    if not order_ids:
-        return {}
-    rows = session.execute(
-        sa.select(Refund.order_id, sa.func.sum(Refund.amount_fen))
-        .where(Refund.order_id.in_(list(order_ids)), Refund.status.not_in(payments.NOT_TAKEN))
-        .group_by(Refund.order_id)).tuples()
-    return {order_id: int(total) for order_id, total in rows}
-
-
 def account_orders(session: Session, account_id: int) -> list[OrderRow]:
     """An account's payment orders, newest first, with what is left to refund on each; the
     caller has checked the account is in scope (``get_scoped_account``)."""
@@ -59,9 +47,9 @@ def account_orders(session: Session, account_id: int) -> list[OrderRow]:
                                   .where(PaymentOrder.account_id == account_id)
                                   .order_by(PaymentOrder.created_at.desc(),
                                             PaymentOrder.id.desc())))
-    taken = _refunded_fen(session, [o.id for o in orders])
-    return [OrderRow(o, o.amount_fen - taken.get(o.id, 0)
-                     if o.status == OrderStatus.SUCCEEDED else 0) for o in orders]
+    refundable = payments.refundable_by_order(session, orders)
+    return [OrderRow(o, refundable[o.id] if o.status == OrderStatus.SUCCEEDED else 0)
+            for o in orders]
 
 
 def get_scoped_order(session: Session, staff: StaffMember, order_id: int) -> OrderRow:
