@@ -2,6 +2,7 @@
 
 from billing_adapter.local.models import TariffVersionRow
 from billing_adapter.local.postings import BillingPosting, BillingReversal
+from notifications.consents import SubscribeConsent
 from payments.models import PaymentEvent, PaymentOrder, PaymentOrderBill, Refund
 from portal.accounts.models import AccountLink, Customer, District, ElectricityAccount, Meter
 from portal.backoffice.models import StaffMember
@@ -13,4 +14,4 @@ from portal.readings.models import Reading
 __all__ = ["AccountLink", "Bill", "BillLine", "BillingPosting", "BillingReversal", "Customer",
            "District", "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage",
            "PaymentEvent", "PaymentOrder", "PaymentOrderBill", "Reading", "Refund", "StaffMember",
-           "TariffVersionRow"]
+           "SubscribeConsent", "TariffVersionRow"]
