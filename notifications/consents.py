@@ -37,7 +37,8 @@ class SubscribeConsent(IdMixin, Base):
         sa.CheckConstraint("remaining >= 0", name="remaining_non_negative"),
     )
 
-    customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id"), index=True)
+    # (customer_id, event) is unique: that index serves look-ups by customer too
+    customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id"))
     event: Mapped[str] = mapped_column(sa.String(40))
     remaining: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime]
