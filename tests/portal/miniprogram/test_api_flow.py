@@ -135,3 +135,15 @@ def test_a_second_wechat_user_takes_over_the_binding(client, demo):
     first = signed_in(client, "old-phone", LI_MING[0])
     signed_in(client, "new-phone", LI_MING[0])
     assert client.get(f"{API}/accounts", headers=bearer(first)).status_code == 401
+
+
+def test_consents_are_recorded_and_counted(client, demo):
+    auth = bearer(signed_in(client, "liming", LI_MING[0]))
+    given = client.post(f"{API}/consents", headers=auth,
+                        json={"events": ["bill_issued", "bill_issued", "payment_received"]})
+    assert given.status_code == 200
+    assert given.get_json()["remaining"]["bill_issued"] == 2
+    unknown = client.post(f"{API}/consents", headers=auth, json={"events": ["lottery"]})
+    assert unknown.status_code == 422
+    assert client.get(f"{API}/consents", headers=auth).get_json()["remaining"] == {
+        "bill_issued": 2, "payment_reminder": 0, "payment_received": 1, "reading_result": 0}
