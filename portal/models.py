@@ -2,6 +2,7 @@
 
 from billing_adapter.local.models import TariffVersionRow
 from billing_adapter.local.postings import BillingPosting, BillingReversal
+from notifications.consents import SubscribeConsent
 from payments.models import PaymentEvent, PaymentOrder, PaymentOrderBill, Refund
 from portal.accounts.models import AccountLink, Customer, District, ElectricityAccount, Meter
 from portal.backoffice.models import StaffMember
@@ -11,7 +12,7 @@ from portal.kernel.outbox import OutboxMessage
 from portal.ledger.models import LedgerEntry
 from portal.readings.models import Reading
 
-__all__ = ["AccountLink", "AuditEntry", "Bill", "BillLine", "BillingPosting", "BillingReversal", "Customer",
-           "District", "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage",
+__all__ = ["AccountLink", "AuditEntry", "Bill", "BillLine", "BillingPosting", "BillingReversal",
+           "Customer", "District", "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage",
            "PaymentEvent", "PaymentOrder", "PaymentOrderBill", "Reading", "Refund", "StaffMember",
-           "TariffVersionRow"]
+           "SubscribeConsent", "TariffVersionRow"]
