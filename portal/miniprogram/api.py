@@ -29,7 +29,6 @@ from portal.accounts import service as accounts
 from portal.accounts.models import Customer
 from portal.bills import explain
 from portal.bills import service as bills
-from portal.bills.models import Bill
 from portal.extensions import csrf, db, limiter
 from portal.kernel.errors import DomainError, NotFound
 from portal.ledger import service as ledger
@@ -71,11 +70,6 @@ class BadBindCode(DomainError):
 
 class BadCredentials(DomainError):
     code = "bind_credentials"
-
-
-class UnknownEvent(DomainError):
-    code = "unknown_event"
-    status = 422
 
 
 blp = Blueprint("mp", __name__, url_prefix=URL_PREFIX,
@@ -437,13 +431,18 @@ def order_refresh(order_no: str) -> dict[str, Any]:
 
 # --- subscribe-message consents --------------------------------------------------------------
 
+def _consents_left(customer_id: int) -> dict[str, Any]:
+    return {"remaining": {event: consents.remaining(db.session, customer_id, event)
+                          for event in schemas.EVENTS}}
+
+
 @blp.route("/consents", methods=["GET"])
 @blp.doc(security=BEARER)
 @blp.response(200, schemas.ConsentsOut)
 @authenticated
 def consent_counts() -> dict[str, Any]:
     """How many messages of each event the customer still allows."""
-    return {"remaining": consents.remaining(db.session, _customer().id)}
+    return _consents_left(_customer().id)
 
 
 @blp.route("/consents", methods=["POST"])
@@ -452,14 +451,11 @@ def consent_counts() -> dict[str, Any]:
 @blp.response(200, schemas.ConsentsOut)
 @authenticated
 def consent_record(data: dict[str, Any]) -> dict[str, Any]:
-    """Record the consents wx.requestSubscribeMessage() returned as accepted: one each."""
+    """Record what wx.requestSubscribeMessage() returned as accepted: one message each."""
     customer_id = _customer().id
-    try:
-        consents.record_consents(db.session, context.clock(), customer_id, data["events"])
-    except consents.UnknownEvent as exc:
-        raise UnknownEvent(str(exc)) from None
+    consents.record_consents(db.session, context.clock(), customer_id, data["events"])
     db.session.commit()
-    return {"remaining": consents.remaining(db.session, customer_id)}
+    return _consents_left(customer_id)
 
 
 # --- wiring ----------------------------------------------------------------------------------

@@ -33,7 +33,6 @@ MESSAGES = {
                            "send the new code."),
     "wx_unavailable": _l("WeChat sign-in is not available right now. Please try again in a few "
                          "minutes."),
-    "unknown_event": _l("One of the events is not one you can subscribe to."),
     "invalid_request": _l("Some fields are missing or not valid; see \"fields\"."),
     "bad_request": _l("The request could not be read. Send JSON with the documented fields."),
     "not_found": _l("Not found, or not linked to your sign-in."),

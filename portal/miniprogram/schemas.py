@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from notifications.consents import EVENTS
 from payments.states import OrderStatus
 from portal.bills.service import PaymentState
 
+# Customer events of the notification contract (notifications/contract.md) a mini-program user can
+# subscribe to; one WeChat subscribe-message template each.
+EVENTS = ("bill_issued", "reminder_due_soon", "reminder_due_today", "reminder_overdue",
+          "reminder_final_notice", "payment_succeeded", "refund_succeeded", "reading_accepted",
+          "reading_rejected", "dispute_info_requested", "dispute_resolved", "plan_proposed",
+          "plan_approved", "plan_declined", "plan_installment_due", "plan_defaulted")
 KWH = fields.String  # Decimal as text ("123.45"): JSON numbers would be floats on the client
 
 
@@ -158,12 +163,12 @@ class PayIn(Strict):
 class PayParams(Strict):
     """Pass as they are to wx.requestPayment()."""
 
-    appId = fields.String(required=True)  # noqa: N815 (WeChat's names)
-    timeStamp = fields.String(required=True)  # noqa: N815
-    nonceStr = fields.String(required=True)  # noqa: N815
+    appId = fields.String(required=True)
+    timeStamp = fields.String(required=True)
+    nonceStr = fields.String(required=True)
     package = fields.String(required=True)
-    signType = fields.String(required=True)  # noqa: N815
-    paySign = fields.String(required=True)  # noqa: N815
+    signType = fields.String(required=True)
+    paySign = fields.String(required=True)
 
 
 class OrderBillOut(Strict):
@@ -190,9 +195,10 @@ class PayOut(OrderOut):
 
 class ConsentsIn(Strict):
     events = fields.List(fields.String(validate=validate.OneOf(EVENTS)), required=True,
-                         validate=validate.Length(min=1, max=10), metadata={
-                             "description": "one entry per consent the user gave "
-                                            "(wx.requestSubscribeMessage answered accept)"})
+                         validate=validate.Length(min=1, max=len(EVENTS)), metadata={
+                             "description": "the events whose templates the user accepted in "
+                                            "one wx.requestSubscribeMessage() call (one "
+                                            "consent each; a repeat counts once)"})
 
 
 class ConsentsOut(Strict):

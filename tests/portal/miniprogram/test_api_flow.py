@@ -139,11 +139,14 @@ def test_a_second_wechat_user_takes_over_the_binding(client, demo):
 
 def test_consents_are_recorded_and_counted(client, demo):
     auth = bearer(signed_in(client, "liming", LI_MING[0]))
-    given = client.post(f"{API}/consents", headers=auth,
-                        json={"events": ["bill_issued", "bill_issued", "payment_received"]})
-    assert given.status_code == 200
-    assert given.get_json()["remaining"]["bill_issued"] == 2
+    for _ in range(2):
+        given = client.post(f"{API}/consents", headers=auth,
+                            json={"events": ["bill_issued", "payment_succeeded"]})
+        assert given.status_code == 200
+    # one call is one wx.requestSubscribeMessage(): an event listed twice is one consent
+    client.post(f"{API}/consents", headers=auth, json={"events": ["bill_issued"] * 2})
     unknown = client.post(f"{API}/consents", headers=auth, json={"events": ["lottery"]})
-    assert unknown.status_code == 422
-    assert client.get(f"{API}/consents", headers=auth).get_json()["remaining"] == {
-        "bill_issued": 2, "payment_reminder": 0, "payment_received": 1, "reading_result": 0}
+    assert unknown.status_code == 422 and unknown.get_json()["fields"] == ["events"]
+    left = client.get(f"{API}/consents", headers=auth).get_json()["remaining"]
+    assert left["bill_issued"] == 3 and left["payment_succeeded"] == 2
+    assert left["reminder_overdue"] == 0
