@@ -77,6 +77,13 @@ blp = Blueprint("mp", __name__, url_prefix=URL_PREFIX,
 csrf.exempt(blp)  # bearer tokens only, no cookies: see the module docstring
 
 
+@blp.after_request
+def _no_caching(response: Any) -> Any:
+    """Answers are personal (bills, tokens): no shared or private cache keeps them."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 class MiniProgramApi(Api):  # type: ignore[misc]
     """flask-smorest's Api without its app-wide error handler: the portal's handlers answer
     HTML on the website and JSON here (portal.errors -> portal.miniprogram.errors)."""
@@ -194,7 +201,7 @@ def _bind_phone_key() -> str:
 @blp.response(200, schemas.LoginOut)
 @blp.alt_response(400, schema=schemas.Error, description="wx_code_rejected")
 @blp.alt_response(503, schema=schemas.Error, description="wx_unavailable")
-@limiter.limit(_login_limit)
+@limiter.limit(_login_limit, deduct_when=_failed)
 def login(data: dict[str, Any]) -> dict[str, Any]:
     """Sign in with a wx.login() code: a bearer token when this WeChat user is bound to a
     customer, otherwise a ticket for /auth/bind."""

@@ -6,7 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from pydantic import SecretStr
 
+from portal.accounts.models import Customer
+from portal.context import SETTINGS_KEY
+from portal.extensions import db
 from portal.miniprogram import tokens
 from tests.portal.miniprogram.conftest import (
     API,
@@ -53,27 +57,22 @@ def test_a_token_for_another_purpose_or_key_is_refused(app, client, demo, clock)
         assert client.get(f"{API}/accounts", headers=bearer(token)).status_code == 401
 
 
-@pytest.fixture
-def rotated(settings_overrides):
-    return {**settings_overrides, "mp_previous_secret_keys": ["retired-key-0123456789abcdef0123"]}
+RETIRED = "retired-key-0123456789abcdef0123"
 
 
 def test_tokens_of_a_retired_key_still_listed_are_accepted(app, client, demo, clock):
-    from portal.accounts.models import Customer
-    from portal.extensions import db
-
     token = signed_in(client, "liming", LI_MING[0])
     with app.app_context():
         customer = db.session.query(Customer).filter_by(phone=LI_MING[0]).one()
         payload = {"c": customer.id, "o": tokens.fingerprint(customer.wechat_openid)}
-        old = tokens.Tokens(["retired-key-0123456789abcdef0123"], tokens.BEARER, clock).issue(
+        old = tokens.Tokens([RETIRED], tokens.BEARER, clock).issue(
             payload, timedelta(minutes=5)).token
     assert client.get(f"{API}/accounts", headers=bearer(token)).status_code == 200
     # not listed in these settings: refused
     assert client.get(f"{API}/accounts", headers=bearer(old)).status_code == 401
-    app.extensions["dianfei.settings"] = app.extensions["dianfei.settings"].model_copy(
-        update={"mp_previous_secret_keys": [__import__("pydantic").SecretStr(
-            "retired-key-0123456789abcdef0123")]})
+    # the key is retired but listed: its tokens still work until they expire
+    app.extensions[SETTINGS_KEY] = app.extensions[SETTINGS_KEY].model_copy(
+        update={"mp_previous_secret_keys": [SecretStr(RETIRED)]})
     assert client.get(f"{API}/accounts", headers=bearer(old)).status_code == 200
 
 
@@ -145,3 +144,10 @@ def test_too_many_attempts_are_429_json(client, demo, settings_overrides):
     assert limited.status_code == 429
     assert limited.get_json()["code"] == "too_many_requests"
     assert "Too many attempts" in limited.get_json()["message"]
+
+
+def test_api_answers_are_not_cached(client, demo):
+    token = signed_in(client, "liming", LI_MING[0])
+    response = client.get(f"{API}/accounts", headers=bearer(token))
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "Set-Cookie" not in response.headers
