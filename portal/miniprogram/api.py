@@ -301,8 +301,8 @@ def account_list() -> dict[str, Any]:
 @blp.alt_response(400, schema=schemas.Error, description="link_mismatch")
 @blp.alt_response(409, schema=schemas.Error, description="already_linked")
 @authenticated
-@limiter.limit(lambda: context.settings().link_rate_limit,
-               key_func=lambda: f"link:{_customer().id}", deduct_when=_failed)
+@limiter.shared_limit(lambda: context.settings().link_rate_limit, accounts.LINK_LIMIT_SCOPE,
+                      key_func=lambda: f"link:{_customer().id}", deduct_when=_failed)
 def account_link(data: dict[str, Any]) -> dict[str, Any]:
     """Link an account (户号 + holder name + last 4 meter digits); the website's rule and its
     rate limit (shared with the website: one counter per customer)."""

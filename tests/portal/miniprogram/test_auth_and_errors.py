@@ -151,3 +151,22 @@ def test_api_answers_are_not_cached(client, demo):
     response = client.get(f"{API}/accounts", headers=bearer(token))
     assert response.headers["Cache-Control"] == "no-store"
     assert "Set-Cookie" not in response.headers
+
+
+@pytest.fixture
+def settings_overrides(settings_overrides):  # type: ignore[no-untyped-def]
+    """For this whole module: a small link limit the test below can reach."""
+    return {**settings_overrides, "link_rate_limit": "3 per hour"}
+
+
+def test_failed_links_share_the_websites_limit(client, web, demo):
+    token = signed_in(client, "liming", LI_MING[0])
+    wrong = {"account_no": "1100000005", "holder_name": "张伟", "meter_last4": "0000"}
+    assert web.login(LI_MING[0], DEMO_PASSWORD).status_code == 302
+    assert web.link(**{"account_no": "1100000005", "holder": "张伟", "last4": "0000"}
+                    ).status_code == 400  # one failure on the website
+    for _ in range(2):
+        response = client.post(f"{API}/accounts", headers=bearer(token), json=wrong)
+        assert response.status_code == 400 and response.get_json()["code"] == "link_mismatch"
+    limited = client.post(f"{API}/accounts", headers=bearer(token), json=wrong)
+    assert limited.status_code == 429 and limited.get_json()["code"] == "too_many_requests"
