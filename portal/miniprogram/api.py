@@ -136,6 +136,8 @@ def _customer() -> Customer:
 
 
 def authenticated(view: Callable[..., Any]) -> Callable[..., Any]:
+    """The caller's token is checked before anything else (the body is read after it: an
+    anonymous caller learns nothing but 401); placed under ``@blp.doc(security=BEARER)``."""
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         _customer()
@@ -285,8 +287,8 @@ def _bind_code_customer(code: str) -> Customer:
 
 @blp.route("/accounts", methods=["GET"])
 @blp.doc(security=BEARER)
-@blp.response(200, schemas.AccountsOut)
 @authenticated
+@blp.response(200, schemas.AccountsOut)
 def account_list() -> dict[str, Any]:
     """The customer's linked electricity accounts with what each owes."""
     linked = accounts.linked_accounts(db.session, _customer().id)
@@ -296,11 +298,11 @@ def account_list() -> dict[str, Any]:
 
 @blp.route("/accounts", methods=["POST"])
 @blp.doc(security=BEARER)
+@authenticated
 @blp.arguments(schemas.LinkIn)
 @blp.response(201, schemas.AccountOut)
 @blp.alt_response(400, schema=schemas.Error, description="link_mismatch")
 @blp.alt_response(409, schema=schemas.Error, description="already_linked")
-@authenticated
 @limiter.shared_limit(lambda: context.settings().link_rate_limit, accounts.LINK_LIMIT_SCOPE,
                       key_func=lambda: f"link:{_customer().id}", deduct_when=_failed)
 def account_link(data: dict[str, Any]) -> dict[str, Any]:
@@ -315,9 +317,9 @@ def account_link(data: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/accounts/<id:account_id>/bills", methods=["GET"])
 @blp.doc(security=BEARER)
+@authenticated
 @blp.response(200, schemas.BillsOut)
 @blp.alt_response(404, schema=schemas.Error)
-@authenticated
 def account_bills(account_id: int) -> dict[str, Any]:
     """The account's bills, newest period first (the newest version of each)."""
     account = accounts.owned_account(db.session, _customer().id, account_id)
@@ -328,10 +330,10 @@ def account_bills(account_id: int) -> dict[str, Any]:
 
 @blp.route("/accounts/<id:account_id>/usage", methods=["GET"])
 @blp.doc(security=BEARER)
+@authenticated
 @blp.arguments(schemas.UsageQuery, location="query")
 @blp.response(200, schemas.UsageOut)
 @blp.alt_response(404, schema=schemas.Error)
-@authenticated
 def usage(query: dict[str, Any], account_id: int) -> dict[str, Any]:
     """Monthly usage for a chart (the website's usage series), oldest period first."""
     account = accounts.owned_account(db.session, _customer().id, account_id)
@@ -345,9 +347,9 @@ def usage(query: dict[str, Any], account_id: int) -> dict[str, Any]:
 
 @blp.route("/bills/<id:bill_id>", methods=["GET"])
 @blp.doc(security=BEARER)
+@authenticated
 @blp.response(200, schemas.BillDetailOut)
 @blp.alt_response(404, schema=schemas.Error)
-@authenticated
 def bill_detail(bill_id: int) -> dict[str, Any]:
     """One bill with its lines (label and kWh × price), tier progress and late fee so far."""
     bill = bills.bill_with_lines(db.session, bill_id)
@@ -381,13 +383,13 @@ def _line_row(line: Any) -> dict[str, Any]:
 
 @blp.route("/accounts/<id:account_id>/pay", methods=["POST"])
 @blp.doc(security=BEARER)
+@authenticated
 @blp.arguments(schemas.PayIn)
 @blp.response(201, schemas.PayOut)
 @blp.alt_response(400, schema=schemas.Error, description="payment_nothing_to_pay")
 @blp.alt_response(404, schema=schemas.Error)
 @blp.alt_response(502, schema=schemas.Error, description="payment_channel_refused")
 @blp.alt_response(503, schema=schemas.Error, description="payment_channel_unavailable")
-@authenticated
 def pay(data: dict[str, Any], account_id: int) -> dict[str, Any]:
     """Pay the chosen bills with WeChat Pay (JSAPI): answers the wx.requestPayment()
     parameters; then poll the order (or refresh it) for the outcome."""
@@ -411,9 +413,9 @@ def pay(data: dict[str, Any], account_id: int) -> dict[str, Any]:
 
 @blp.route("/orders/<order_no>", methods=["GET"])
 @blp.doc(security=BEARER)
+@authenticated
 @blp.response(200, schemas.OrderOut)
 @blp.alt_response(404, schema=schemas.Error)
-@authenticated
 def order_status(order_no: str) -> dict[str, Any]:
     """A payment order's status as we know it (notifications and the janitor keep it fresh)."""
     return _order_row(_owned_order(order_no))
@@ -421,9 +423,9 @@ def order_status(order_no: str) -> dict[str, Any]:
 
 @blp.route("/orders/<order_no>/refresh", methods=["POST"])
 @blp.doc(security=BEARER)
+@authenticated
 @blp.response(200, schemas.OrderOut)
 @blp.alt_response(404, schema=schemas.Error)
-@authenticated
 def order_refresh(order_no: str) -> dict[str, Any]:
     """Ask WeChat Pay once about an open order (after wx.requestPayment succeeded), then answer
     its status."""
@@ -445,8 +447,8 @@ def _consents_left(customer_id: int) -> dict[str, Any]:
 
 @blp.route("/consents", methods=["GET"])
 @blp.doc(security=BEARER)
-@blp.response(200, schemas.ConsentsOut)
 @authenticated
+@blp.response(200, schemas.ConsentsOut)
 def consent_counts() -> dict[str, Any]:
     """How many messages of each event the customer still allows."""
     return _consents_left(_customer().id)
@@ -454,9 +456,9 @@ def consent_counts() -> dict[str, Any]:
 
 @blp.route("/consents", methods=["POST"])
 @blp.doc(security=BEARER)
+@authenticated
 @blp.arguments(schemas.ConsentsIn)
 @blp.response(200, schemas.ConsentsOut)
-@authenticated
 def consent_record(data: dict[str, Any]) -> dict[str, Any]:
     """Record what wx.requestSubscribeMessage() returned as accepted: one message each."""
     customer_id = _customer().id

@@ -3,6 +3,7 @@ the caller's language."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -170,3 +171,22 @@ def test_failed_links_share_the_websites_limit(client, web, demo):
         assert response.status_code == 400 and response.get_json()["code"] == "link_mismatch"
     limited = client.post(f"{API}/accounts", headers=bearer(token), json=wrong)
     assert limited.status_code == 429 and limited.get_json()["code"] == "too_many_requests"
+
+
+def test_the_token_is_checked_before_the_body(client, demo):
+    response = client.post(f"{API}/accounts", json={"account_no": ""})
+    assert response.status_code == 401 and response.get_json()["code"] == "token_missing"
+
+
+def test_the_openapi_document_lists_every_route_of_the_api(app, client):
+    document = client.get(f"{API}/openapi.json").get_json()
+    assert document["openapi"].startswith("3.")
+    documented = {(path, method.upper()) for path, ops in document["paths"].items()
+                  for method in ops}
+    routed = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("mp."):
+            path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+            routed |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    assert routed == documented
+    assert len(routed) >= 12
