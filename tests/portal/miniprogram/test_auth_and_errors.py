@@ -182,7 +182,7 @@ def test_the_openapi_document_lists_every_route_of_the_api(app, client):
     document = client.get(f"{API}/openapi.json").get_json()
     assert document["openapi"].startswith("3.")
     documented = {(path, method.upper()) for path, ops in document["paths"].items()
-                  for method in ops}
+                  for method in ops if method != "parameters"}
     routed = set()
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("mp."):
