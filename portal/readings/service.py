@@ -642,8 +642,8 @@ class ImportRow:
 class ImportResult:
     accepted: int = 0
     flagged: int = 0
-    errors: list[tuple[int, str, dict[str, object]]] = field(default_factory=list)
-    # (row number, error code, params) -- row numbers count the header as row 1
+    errors: list[tuple[int, DomainError]] = field(default_factory=list)
+    # (row number, error): row numbers count the header as row 1, as a spreadsheet shows them
 
 
 def _meter_by_no(session: Session, account_no: str, meter_no: str) -> Meter | None:
@@ -717,8 +717,7 @@ def import_rows(session: Session, clock: Clock, settings: Settings,
                 reading = record(session, clock, settings, parse_row(raw), ReadingSource.IMPORT,
                                  system=system)
         except DomainError as exc:
-            result.errors.append((number, exc.code, {"field": getattr(exc, "field", ""),
-                                                     **getattr(exc, "params", {})}))
+            result.errors.append((number, exc))
             if isinstance(exc, BillingDown):
                 break  # every later row would fail the same way
         else:
