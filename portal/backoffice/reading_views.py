@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from flask import flash, redirect, render_template, send_file, url_for
+from flask import flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -31,6 +31,7 @@ from portal.kernel.errors import DomainError
 from portal.messages import reading_flag_text
 from portal.readings import service
 from portal.readings.models import Reading
+from portal.web.readings import photo_response
 
 NOTE = [Optional(), Length(max=255, message=_l("A reason has at most 255 characters."))]
 VALUE = [Optional(), Length(max=16, message=_l("A reading has at most 16 characters."))]
@@ -151,7 +152,5 @@ def reading_correct(reading_id: int) -> ResponseReturnValue:
 @bp.get("/readings/<id:reading_id>/photo")
 @require(Permission.REVIEW_READINGS)
 def reading_staff_photo(reading_id: int) -> ResponseReturnValue:
-    path = service.photo_for_staff(db.session, context.settings(), current_staff(), reading_id)
-    response = send_file(path, mimetype="image/jpeg", max_age=0)
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
+    return photo_response(service.photo_for_staff(db.session, context.settings(),
+                                                  current_staff(), reading_id))

@@ -9,8 +9,9 @@ warnings); /readings/confirm takes the photo and submits. Thin: everything is de
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
-from flask import abort, flash, redirect, render_template, request, send_file, url_for
+from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -184,8 +185,12 @@ def reading_confirm() -> ResponseReturnValue:
 @bp.get("/readings/<id:reading_id>/photo")
 @login_required
 def reading_photo(reading_id: int) -> ResponseReturnValue:
-    path = service.photo_for_customer(db.session, context.settings(), current_user.id,
-                                      reading_id)
-    response = send_file(path, mimetype="image/jpeg", max_age=0)
+    return photo_response(service.photo_for_customer(db.session, context.settings(),
+                                                     current_user.id, reading_id))
+
+
+def photo_response(path: Path) -> Response:
+    """A stored photo (a re-encoded JPEG of at most 2400 px a side), never cached."""
+    response = Response(path.read_bytes(), mimetype="image/jpeg")
     response.headers["Cache-Control"] = "private, no-store"
     return response
