@@ -17,7 +17,7 @@ from portal.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET, STAFF
 from portal.extensions import db
 from tests.helpers import FormClient, csrf_token, text_of
 
-from .staffing import paid_order, requested_refund, staff_login, totp_code
+from .staffing import flagged_reading, paid_order, requested_refund, staff_login, totp_code
 
 ROLE_USER = {StaffRole.READER: "bj-reader", StaffRole.AUDITOR: "bj-auditor",
              StaffRole.COLLECTOR: "bj-collector", StaffRole.SUPERVISOR: "bj-supervisor",
@@ -27,6 +27,11 @@ ROLE_USER = {StaffRole.READER: "bj-reader", StaffRole.AUDITOR: "bj-auditor",
 def _id(app, model, **where) -> int:
     with app.app_context():
         return db.session.scalar(sa.select(model.id).filter_by(**where))
+
+
+def _reading_of(app, clock, account_no: str) -> int:
+    with app.app_context():
+        return flagged_reading(db.session, clock, account_no)
 
 
 def _refund_of(app, clock, account_no: str, requested_by: str) -> tuple[int, int]:
@@ -67,12 +72,14 @@ def test_role_by_route_matrix(app, web, clock, demo, role) -> None:
     """Generated from the route map: a route added without a rule, or a rule that lets the
     wrong role in, fails here."""
     order_id, refund_id = _refund_of(app, clock, "1100000001", "bj-collector")
+    reading_id = _reading_of(app, clock, "1100000001")
     assert staff_login(web, clock, ROLE_USER[role]).status_code == 302
     sample_ids = {
         "account_id": _id(app, ElectricityAccount, account_no="1100000001"),  # bj-dongcheng
         "staff_id": _id(app, StaffMember, username="hz-reader"),
         "order_id": order_id,
         "refund_id": refund_id,
+        "reading_id": reading_id,
     }
     # POSTs last, and the one that deactivates someone at the very end
     calls = sorted(((method, rule, access) for rule, access in _staff_routes(app)
@@ -105,12 +112,15 @@ def test_other_districts_accounts_are_404_on_every_route_with_an_id(app, web, cl
                                                                      username) -> None:
     own_order, own_refund = _refund_of(app, clock, "1100000001", "bj-collector")
     other_order, other_refund = _refund_of(app, clock, "3300000001", "hz-collector")  # hz-xihu
+    own_reading, other_reading = (_reading_of(app, clock, "1100000001"),
+                                  _reading_of(app, clock, "3300000001"))
     assert staff_login(web, clock, username).status_code == 302
     role = next(r for r, u in ROLE_USER.items() if u == username)
     own = _id(app, ElectricityAccount, account_no="1100000001")
     other = _id(app, ElectricityAccount, account_no="3300000001")   # hz-xihu
     scoped = {"account_id": (own, other), "order_id": (own_order, other_order),
-              "refund_id": (own_refund, other_refund)}
+              "refund_id": (own_refund, other_refund),
+              "reading_id": (own_reading, other_reading)}
     checked = 0
     for rule, access in _staff_routes(app):
         args = set(rule.arguments)
@@ -128,7 +138,7 @@ def test_other_districts_accounts_are_404_on_every_route_with_an_id(app, web, cl
             assert response.status_code == 404, f"{method} {theirs}"
             assert "3300000001" not in response.get_data(as_text=True)
             checked += 1
-    assert checked >= {"bj-auditor": 1, "bj-collector": 4, "bj-supervisor": 6}[username]
+    assert checked >= {"bj-auditor": 6, "bj-collector": 4, "bj-supervisor": 11}[username]
 
 
 def test_account_search_stays_in_the_district(web, clock, demo) -> None:
