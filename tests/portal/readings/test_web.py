@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from portal.extensions import db
 from portal.readings.models import Reading, ReadingStatus
 from tests.helpers import FormClient, csrf_token, text_of
-
-from portal.extensions import db
 
 from .conftest import IN_WINDOW, jpeg, make_world
 from .test_photos import huge_png
