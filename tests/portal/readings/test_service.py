@@ -251,3 +251,33 @@ def test_other_districts_staff_do_not_see_the_reading(session, clock, world) -> 
         with pytest.raises(NotFound):
             call()
     assert row.status is ReadingStatus.FLAGGED
+
+
+# SQLite serialises writers before they read: the race needs PostgreSQL.
+@pytest.mark.parametrize("database_url", [pytest.param("pg", marks=pytest.mark.pg)],
+                         indirect=True)
+def test_two_submissions_racing_for_one_meter_make_one_reading(database_url, app, session,
+                                                               clock, world) -> None:
+    from billing_adapter.local.system import LocalBillingSystem
+    from portal.extensions import db
+    from tests.helpers import run_concurrently
+
+    outcomes: list[str] = []
+    meter_id, customer_id = world.meter.id, world.customer.id
+
+    def submit_once() -> None:
+        with app.app_context():
+            try:
+                service.submit(db.session, clock, context.settings(), customer_id,
+                               Entry(meter_id, Decimal("1100")), jpeg(), "a.jpg",
+                               system=LocalBillingSystem(db.session, clock))
+                db.session.commit()
+                outcomes.append("saved")
+            except service.ReadingExists:
+                db.session.rollback()
+                outcomes.append("exists")
+
+    run_concurrently(submit_once, 4)
+    assert sorted(outcomes) == ["exists"] * 3 + ["saved"]
+    assert session.scalar(sa.select(sa.func.count()).select_from(Reading)
+                          .where(Reading.period == "2026-12")) == 1
