@@ -17,12 +17,13 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import StringField
+from wtforms import SelectField, StringField
 from wtforms.validators import Length, Optional
 
 from portal import context
 from portal.backoffice.auth import current_staff, require
 from portal.backoffice.models import Permission
+from portal.backoffice.service import get_scoped_account
 from portal.backoffice.views import bp
 from portal.billing import billing_system
 from portal.extensions import db
@@ -30,7 +31,7 @@ from portal.i18n import message_for
 from portal.kernel.errors import DomainError
 from portal.messages import reading_flag_text
 from portal.readings import service
-from portal.readings.models import Reading
+from portal.readings.models import Reading, ReadingSource, ReadingStatus
 from portal.web.readings import photo_response
 
 NOTE = [Optional(), Length(max=255, message=_l("A reason has at most 255 characters."))]
@@ -154,3 +155,52 @@ def reading_correct(reading_id: int) -> ResponseReturnValue:
 def reading_staff_photo(reading_id: int) -> ResponseReturnValue:
     return photo_response(service.photo_for_staff(db.session, context.settings(),
                                                   current_staff(), reading_id))
+
+
+class RecordForm(FlaskForm):
+    meter_no = SelectField(_l("Meter"), choices=[])
+    period = StringField(_l("Period (YYYY-MM)"), [Length(max=7, message=_l(
+        "The period must be a month written YYYY-MM, e.g. 2026-11."))])
+    read_on = StringField(_l("Read on (YYYY-MM-DD)"), [Length(max=10, message=_l(
+        "The date must be written YYYY-MM-DD, e.g. 2026-11-30."))])
+    value_kwh = StringField(_l("Total (kWh)"), VALUE)
+    peak_kwh = StringField(_l("Peak (kWh)"), VALUE)
+    flat_kwh = StringField(_l("Flat (kWh)"), VALUE)
+    valley_kwh = StringField(_l("Valley (kWh)"), VALUE)
+
+
+@bp.route("/accounts/<id:account_id>/readings/new", methods=["GET", "POST"])
+@require(Permission.RECORD_READINGS)
+def reading_record(account_id: int) -> ResponseReturnValue:
+    """A reading taken by staff (a meter reader's round): the same rules as a self-reading."""
+    staff = current_staff()
+    account = get_scoped_account(db.session, staff, account_id)
+    today = context.today()
+    form = RecordForm(data={"period": f"{today:%Y-%m}", "read_on": today.isoformat()})
+    form.meter_no.choices = [(m.meter_no, m.meter_no) for m in account.meters
+                             if m.removed_on is None]
+    status = 200
+    if form.validate_on_submit():
+        raw = {name: getattr(form, name).data for name in (
+            "meter_no", "period", "read_on", "value_kwh", "peak_kwh", "flat_kwh", "valley_kwh")}
+        try:
+            row = service.parse_row({"account_no": account.account_no, **raw})
+            reading = service.record(db.session, context.clock(), context.settings(), row,
+                                     ReadingSource.STAFF, system=billing_system(db.session),
+                                     staff=staff)
+        except DomainError as exc:
+            db.session.rollback()
+            target = getattr(form, getattr(exc, "field", ""), None)
+            (target.errors if target is not None else form.form_errors).append(message_for(exc))
+            status = exc.status
+        else:
+            db.session.commit()
+            if reading.status is ReadingStatus.ACCEPTED:
+                flash(_("The reading is accepted and sent to billing."), "success")
+            else:
+                flash(_("The reading is saved and flagged for review: %(why)s",
+                        why=" ".join(reading_flag_text(reading.flag_reason))), "info")
+            return redirect(url_for("backoffice.account", account_id=account.id))
+    elif form.errors:
+        status = 400
+    return render_template("backoffice/reading_record.html", form=form, account=account), status

@@ -47,7 +47,7 @@ from billing_adapter.local.tariffs import TariffBook, TariffError
 from billing_adapter.local.verification import Thresholds
 from portal.accounts.models import AccountLink, ElectricityAccount, Meter
 from portal.backoffice.models import StaffMember
-from portal.backoffice.service import scoped_readings
+from portal.backoffice.service import get_scoped_account, scoped_readings
 from portal.bills.models import Bill, BillStatus
 from portal.kernel import audit, outbox
 from portal.kernel.clock import Clock, local_today
@@ -654,14 +654,19 @@ def _meter_by_no(session: Session, account_no: str, meter_no: str) -> Meter | No
 
 
 def record(session: Session, clock: Clock, settings: Settings, row: ImportRow,
-           source: ReadingSource, *, system: BillingSystem) -> Reading:
+           source: ReadingSource, *, system: BillingSystem,
+           staff: StaffMember | None = None) -> Reading:
     """A staff-entered or imported reading, through the same rules as a self-reading (no
-    window, no photo): accepted and handed to billing, or flagged for review."""
+    window, no photo): accepted and handed to billing, or flagged for review. A member of
+    ``staff`` entering it is written to the audit log (``reading.record``); only accounts of
+    their districts are found."""
     if not PERIOD_RE.fullmatch(row.period):
         raise InvalidReading("reading_bad_period", "period")
     meter = _meter_by_no(session, row.account_no, row.meter_no)
     if meter is None:
         raise InvalidReading("reading_unknown_meter", "meter_no")
+    if staff is not None:
+        get_scoped_account(session, staff, meter.account_id)  # NotFound outside their districts
     book = _book(session)
     registers = registers_of(book, meter, row.read_on)
     reading = _shape(row.value_kwh, {"peak": row.peak_kwh, "flat": row.flat_kwh,
@@ -670,7 +675,13 @@ def record(session: Session, clock: Clock, settings: Settings, row: ImportRow,
         raise ReadingExists()
     result = _assess(session, settings, book, meter, row.period, row.read_on, reading,
                      registers)
-    return _store(session, clock, system, meter, result, source)
+    stored = _store(session, clock, system, meter, result, source)
+    if staff is not None:
+        audit.record(session, clock, "reading.record", "reading", stored.id, staff_id=staff.id,
+                     account_id=meter.account_id,
+                     details={"value_kwh": str(stored.value_kwh), "period": stored.period,
+                              "status": stored.status.value, "flags": stored.flag_reason})
+    return stored
 
 
 CSV_COLUMNS = ("account_no", "meter_no", "period", "read_on", "value_kwh", "peak_kwh",

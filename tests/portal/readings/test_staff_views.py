@@ -89,3 +89,30 @@ def test_correct_and_accept(app, web, clock, demo) -> None:
     customer = FormClient(app.test_client())
     customer.login("13800000001", DEMO_PASSWORD)
     assert "Corrected by staff from 99,999" in text_of(customer.get("/readings?lang=en"))
+
+
+def test_a_reader_records_a_reading_with_the_same_rules(app, web, clock, demo) -> None:
+    staff_login(web, clock, "bj-reader")
+    with app.app_context():
+        from portal.accounts.models import ElectricityAccount
+
+        account_id = db.session.scalar(sa.select(ElectricityAccount.id).where(
+            ElectricityAccount.account_no == "1100000002"))
+        last = db.session.scalar(sa.select(Reading.value_kwh).join(Reading.meter).where(
+            Reading.meter.has(account_id=account_id)).order_by(Reading.period.desc()).limit(1))
+    url = f"/staff/accounts/{account_id}/readings/new"
+    assert "记录读数" in text_of(web.get(f"/staff/accounts/{account_id}"))
+    response = web.submit(f"{url}?lang=en", {"meter_no": "110101000002", "period": "2026-12",
+                                             "read_on": "2026-12-31",
+                                             "value_kwh": str(last - 5)})
+    assert response.status_code == 302
+    response = web.submit(f"{url}?lang=en", {"meter_no": "110101000002", "period": "2026-12",
+                                             "read_on": "2026-12-31", "value_kwh": "1"})
+    assert response.status_code == 409 and "already has a reading" in text_of(response)
+    with app.app_context():
+        row = db.session.scalars(sa.select(Reading).where(Reading.period == "2026-12")).one()
+        assert (row.status, row.flag_reason.split()[0]) == (ReadingStatus.FLAGGED,
+                                                            "reading_went_down")
+        entry = db.session.scalars(sa.select(AuditEntry)
+                                   .where(AuditEntry.action == "reading.record")).one()
+        assert entry.object_id == str(row.id)
