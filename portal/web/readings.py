@@ -122,7 +122,7 @@ def reading_new() -> ResponseReturnValue:
     form.meter_id.data = str(meter_id)
     if not choice.window.is_open:
         form.form_errors.append(message_for(service.WindowClosed(choice.window.opens_on)))
-        return _form_page(form, choice, None)
+        return _form_page(form, choice, None, 400 if request.method == "POST" else 200)
     if not form.validate_on_submit():
         return _form_page(form, choice, None, 400 if form.errors else 200)
     entry = _entry(form)
