@@ -15,6 +15,7 @@ from portal.ledger.models import LedgerEntry
 from portal.readings.models import Reading
 
 __all__ = ["AccountLink", "AuditEntry", "Bill", "BillLine", "BillingPosting", "BillingReversal",
-           "Customer", "Dispute", "DisputeAttachment", "DisputeEvent", "District", "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage",
+           "Customer", "Dispute", "DisputeAttachment", "DisputeEvent", "District",
+           "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage",
            "PaymentEvent", "PaymentOrder", "PaymentOrderBill", "Reading", "Refund", "StaffMember",
            "SubscribeConsent", "TariffVersionRow"]

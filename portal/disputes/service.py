@@ -132,6 +132,14 @@ def open_dispute_of_bill(session: Session, bill_id: int) -> Dispute | None:
                                                    Dispute.status.in_(OPEN_STATUSES)))
 
 
+def dispute_of_bill(session: Session, customer_id: int, bill_id: int) -> Dispute | None:
+    """The customer's newest dispute of this bill version, or the one that corrected it."""
+    return session.scalar(sa.select(Dispute).where(
+        Dispute.customer_id == customer_id,
+        sa.or_(Dispute.bill_id == bill_id, Dispute.corrected_bill_id == bill_id))
+        .order_by(Dispute.id.desc()).limit(1))
+
+
 def scoped_disputes(session: Session, staff: StaffMember) -> sa.Select[tuple[Dispute]]:
     return sa.select(Dispute).where(account_filter(session, staff, Dispute.account_id))
 
@@ -396,9 +404,8 @@ def adjust(session: Session, clock: Clock, staff: StaffMember, dispute: Dispute,
     before = _move(session, clock, dispute, DisputeStatus.ADJUSTED, resolved_at=now,
                    resolved_by_id=staff.id, resolution_note=reason.strip()[:2000],
                    adjustment_fen=amount_fen, adjustment_no=number)
-    account_no = session.scalar(sa.select(ElectricityAccount.account_no)
-                                .where(ElectricityAccount.id == dispute.account_id))
-    assert account_no is not None
+    account_no = session.scalars(sa.select(ElectricityAccount.account_no)
+                                 .where(ElectricityAccount.id == dispute.account_id)).one()
     try:
         info = system.apply_adjustment(Adjustment(
             adjustment_no=number, account_no=account_no, period=dispute.bill.period,
