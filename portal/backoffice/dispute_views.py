@@ -87,6 +87,10 @@ class AdjustForm(FlaskForm):
         return -fen if self.direction.data == "credit" else fen
 
 
+# the status each step moves to: its form is shown when the dispute may make that move
+STEP_TARGETS = {"investigate": DisputeStatus.INVESTIGATING,
+                "ask": DisputeStatus.AWAITING_CUSTOMER, "uphold": DisputeStatus.UPHELD,
+                "adjust": DisputeStatus.ADJUSTED}
 FORMS = {"assign": AssignForm, "investigate": InvestigateForm, "ask": AskForm,
          "message": MessageForm, "uphold": UpholdForm, "adjust": AdjustForm}
 
@@ -97,8 +101,13 @@ def _scoped(dispute_id: int) -> Dispute:
 
 def _detail(dispute: Dispute, failed: FlaskForm | None = None, error: str | None = None) -> str:
     forms = {name: cls(formdata=None) for name, cls in FORMS.items()}
+    moves = DISPUTE_MACHINE.moves[dispute.status]
+    shown = {"assign", "message"} | {name for name, target in STEP_TARGETS.items()
+                                     if target in moves}
     if failed is not None:
-        forms[next(n for n, c in FORMS.items() if isinstance(failed, c))] = failed
+        name = next(n for n, c in FORMS.items() if type(failed) is c)
+        forms[name] = failed
+        shown.add(name)
     assignees = disputes.eligible_assignees(db.session, dispute)
     forms["assign"].assignee.choices = [SelectChoice(m.id, m.display_name)
                                         for m in assignees]
@@ -108,9 +117,8 @@ def _detail(dispute: Dispute, failed: FlaskForm | None = None, error: str | None
             if dispute.corrected_bill is not None else None)
     names = disputes.staff_names(db.session, [e.staff_id for e in dispute.events]
                                  + [dispute.assigned_to_id, dispute.resolved_by_id])
-    moves = DISPUTE_MACHINE.moves[dispute.status]
     return render_template("backoffice/dispute.html", dispute=dispute, forms=forms, diff=diff,
-                           names=names, error=error, moves={m.value for m in moves},
+                           names=names, error=error, shown=shown,
                            is_open=not DISPUTE_MACHINE.is_final(dispute.status),
                            overdue=(not DISPUTE_MACHINE.is_final(dispute.status)
                                     and context.today() > dispute.sla_due_on))
