@@ -409,7 +409,7 @@ def adjust(session: Session, clock: Clock, staff: StaffMember, dispute: Dispute,
     try:
         info = system.apply_adjustment(Adjustment(
             adjustment_no=number, account_no=account_no, period=dispute.bill.period,
-            amount_fen=amount_fen, reason=f"争议 #{dispute.id}: {reason.strip()}"[:200]))
+            amount_fen=amount_fen, reason=f"异议 #{dispute.id}: {reason.strip()}"[:200]))
     except BillingRejected as exc:
         raise AdjustmentRefused(exc.code) from exc
     corrected = session.scalar(sa.select(Bill).where(
