@@ -107,11 +107,12 @@ def test_collector_handles_but_cannot_resolve(app, web, clock, dispute_id) -> No
     collector = _staff_id(app, "bj-collector")
     assert _step(web, dispute_id, "assign", {"assignee": str(collector)}).status_code == 302
     assert _step(web, dispute_id, "message", {"body": "已收到，正在核查"}).status_code == 302
+    assert _step(web, dispute_id, "investigate", {"note": "核对抄表记录"}).status_code == 302
     assert "维持原账单" not in text_of(web.get(f"/staff/disputes/{dispute_id}"))
     refused = _step(web, dispute_id, "uphold", {"reason": "no"})
     assert refused.status_code == 403
     with app.app_context():
-        assert db.session.get(Dispute, dispute_id).status is DisputeStatus.ASSIGNED
+        assert db.session.get(Dispute, dispute_id).status is DisputeStatus.INVESTIGATING
 
 
 def test_supervisor_upholds_with_a_reason_the_customer_reads(app, web, clock,
@@ -129,3 +130,15 @@ def test_supervisor_upholds_with_a_reason_the_customer_reads(app, web, clock,
     web.login("13800000002", "dianfei-demo")
     page = text_of(web.get(f"/disputes/{dispute_id}"))
     assert "已处理：维持原账单" in page and "现场核对读数无误" in page
+
+
+
+def test_resolved_disputes_leave_the_queue_but_stay_under_all(app, web, clock,
+                                                              dispute_id) -> None:
+    staff_login(web, clock, "bj-auditor")
+    _step(web, dispute_id, "assign", {"assignee": str(_staff_id(app, "bj-auditor"))})
+    _step(web, dispute_id, "uphold", {"reason": "读数无误"})
+    assert f'data-dispute="{dispute_id}"' not in web.get("/staff/disputes").get_data(
+        as_text=True)
+    assert f'data-dispute="{dispute_id}"' in web.get("/staff/disputes?all=1").get_data(
+        as_text=True)

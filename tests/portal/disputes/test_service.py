@@ -2,10 +2,12 @@
 audit, outbox), illegal and repeated moves refused, one adjustment, and the held amounts."""
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 
+from billing_adapter.base import Adjustment, BillInfo
 from billing_adapter.local.system import LocalBillingSystem, adjustment_ref
 from portal.bills import holds
 from portal.bills.models import Bill
@@ -170,3 +172,73 @@ def test_open_disputes_hold_their_disputed_amount_only(session, clock, tmp_path)
     held = holds.held_by_bill()
     rows = dict(session.execute(sa.select(held.c.bill_id, held.c.held_fen)).all())
     assert rows == {first.bill.id: 1234, second.bill.id: second.bill.total_fen}
+
+
+def test_a_stale_page_loses_the_race_and_changes_nothing(session, clock, tmp_path) -> None:
+    case = issued_case(session, clock, tmp_path)
+    dispute = open_one(session, clock, case)
+    service.assign(session, clock, case.auditor, dispute, case.auditor.id)
+    session.commit()
+    assert dispute.status is DisputeStatus.ASSIGNED  # what the page was built from
+    # someone else moved it meanwhile; this copy still says "assigned"
+    session.execute(sa.update(Dispute).values(status=DisputeStatus.INVESTIGATING)
+                    .execution_options(synchronize_session=False))
+    with pytest.raises(Conflict):
+        service.request_info(session, clock, case.auditor, dispute, "x")
+    with pytest.raises(Conflict):  # a reassignment from a stale page too
+        service.assign(session, clock, case.auditor, dispute, case.auditor.id)
+
+
+def test_reassigning_keeps_the_status_and_says_who(session, clock, tmp_path) -> None:
+    case = issued_case(session, clock, tmp_path)
+    dispute = open_one(session, clock, case)
+    service.assign(session, clock, case.auditor, dispute, case.auditor.id)
+    service.investigate(session, clock, case.auditor, dispute, "looking")
+    service.assign(session, clock, case.auditor, dispute, case.auditor.id, "back to me")
+    assert dispute.status is DisputeStatus.INVESTIGATING
+    assert dispute.events[-1].kind is EventKind.ASSIGNED
+    assert dispute.events[-1].body == "back to me"
+    with pytest.raises(service.BadAssignee):
+        service.assign(session, clock, case.auditor, dispute, 999_999)
+
+
+def test_a_bill_in_review_cannot_be_disputed(session, clock, tmp_path) -> None:
+    from tests import factories
+
+    case = issued_case(session, clock, tmp_path)
+    draft = factories.bill(session, clock, case.bill.account, period="2026-12")
+    with pytest.raises(service.BillNotDisputable):
+        service.open_dispute(session, clock, customer_id=case.customer_id, bill=draft,
+                             category=service.DisputeCategory.OTHER, description="x",
+                             disputed_fen=None, files=[], store=case.store,
+                             sla_working_days=5, today=date(2026, 12, 3))
+
+
+class ExternalBilling:
+    """An external billing system: it answers with a version the portal has not synced yet."""
+
+    def __init__(self) -> None:
+        self.seen: list[Adjustment] = []
+
+    def apply_adjustment(self, adjustment: Adjustment) -> BillInfo:
+        self.seen.append(adjustment)
+        return BillInfo(account_no=adjustment.account_no, period=adjustment.period, version=7,
+                        period_start=date(2026, 11, 1), period_end=date(2026, 11, 30),
+                        kwh=Decimal(1), tariff_code="t", total_fen=1, status="issued",
+                        due_date=date(2026, 12, 25))
+
+
+def test_an_external_billing_system_gets_the_adjustment_with_its_number(session, clock,
+                                                                         tmp_path) -> None:
+    case = issued_case(session, clock, tmp_path)
+    dispute = open_one(session, clock, case)
+    service.assign(session, clock, case.auditor, dispute, case.auditor.id)
+    external = ExternalBilling()
+    with pytest.raises(service.BadDisputedAmount):
+        service.adjust(session, clock, case.auditor, dispute, 0, "nothing", external)
+    assert service.adjust(session, clock, case.auditor, dispute, 150, "表计倍率错误",
+                          external) is None  # not synced yet
+    (sent,) = external.seen
+    assert (sent.adjustment_no, sent.account_no, sent.period, sent.amount_fen) == (
+        f"dispute-{dispute.id}", "9900000001", "2026-11", 150)
+    assert dispute.status is DisputeStatus.ADJUSTED and dispute.corrected_bill_id is None

@@ -138,3 +138,24 @@ def test_customer_replies_when_asked_and_can_withdraw(app, web, demo, clock) -> 
     assert web.submit(f"{url}/withdraw", {"reason": "已电话解决"}, page=url).status_code == 302
     page = text_of(web.get(url))
     assert "已撤回" in page and "撤回异议" not in page
+
+
+def test_a_file_is_served_only_under_its_own_dispute(app, web, demo, clock, tmp_path) -> None:
+    from tests.portal.backoffice.staffing import dispute_with_file
+
+    with app.app_context():  # 陈静's dispute, with a file
+        _theirs, their_file = dispute_with_file(db.session, clock, "3300000001",
+                                                tmp_path / "files")
+    web.login("13800000002", DEMO_PASSWORD)
+    mine = _open(web, _bill_id(app, "1100000002")).location
+    assert web.get(f"{mine}/attachments/{their_file}").status_code == 404
+
+
+def test_empty_reply_and_second_withdrawal_are_refused(app, web, demo) -> None:
+    web.login("13800000002", DEMO_PASSWORD)
+    url = _open(web, _bill_id(app, "1100000002")).location
+    assert web.submit(f"{url}/reply", {"body": ""}, page=url).status_code == 400
+    assert web.submit(f"{url}/withdraw", {"reason": "x" * 600}, page=url).status_code == 400
+    assert web.submit(f"{url}/withdraw", {}, page=url).status_code == 302
+    again = web.submit(f"{url}/withdraw", {}, page="/disputes")
+    assert again.status_code == 409 and "已撤回" in text_of(again)
