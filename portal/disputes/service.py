@@ -24,6 +24,7 @@ from typing import Any
 
 import chinese_calendar
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from billing_adapter.base import Adjustment, BillingRejected, BillingSystem
@@ -289,8 +290,11 @@ def open_dispute(session: Session, clock: Clock, *, customer_id: int, bill: Bill
                       category=category, description=description.strip()[:2000],
                       disputed_fen=amount, status=DisputeStatus.OPEN, opened_at=now,
                       updated_at=now, sla_due_on=add_working_days(today, sla_working_days))
-    session.add(dispute)
-    session.flush()
+    try:
+        with session.begin_nested():  # a concurrent dispute of the same bill won the index
+            session.add(dispute)
+    except IntegrityError:
+        raise AlreadyDisputed(str(bill.id)) from None
     event = _event(session, clock, dispute, EventKind.OPENED, customer_id=customer_id,
                    after=DisputeStatus.OPEN, body=dispute.description)
     _attach(session, clock, store, dispute, event, files)

@@ -9,16 +9,19 @@ import sqlalchemy as sa
 
 from billing_adapter.base import Adjustment, BillInfo
 from billing_adapter.local.system import LocalBillingSystem, adjustment_ref
+from portal.backoffice.models import StaffMember
 from portal.bills import holds
 from portal.bills.models import Bill
 from portal.disputes import service
 from portal.disputes.models import Dispute, DisputeStatus, EventKind
+from portal.extensions import db
 from portal.kernel.audit import AuditEntry
 from portal.kernel.errors import Conflict
 from portal.kernel.outbox import OutboxMessage
 from portal.kernel.statemachine import IllegalTransition
 from portal.ledger import service as ledger
 from portal.ledger.models import LedgerEntry
+from tests.helpers import run_concurrently
 
 from .helpers import issued_case, open_one
 
@@ -242,3 +245,52 @@ def test_an_external_billing_system_gets_the_adjustment_with_its_number(session,
     assert (sent.adjustment_no, sent.account_no, sent.period, sent.amount_fen) == (
         f"dispute-{dispute.id}", "9900000001", "2026-11", 150)
     assert dispute.status is DisputeStatus.ADJUSTED and dispute.corrected_bill_id is None
+
+
+def test_concurrent_submits_open_one_dispute_and_adjust_once(app, clock, tmp_path) -> None:
+    with app.app_context():
+        case = issued_case(db.session, clock, tmp_path)
+        bill_id, customer_id, auditor_id = case.bill.id, case.customer_id, case.auditor.id
+        db.session.commit()
+    opened: list[int] = []
+    refused: list[Exception] = []
+
+    def open_it() -> None:
+        with app.app_context():
+            try:
+                dispute = service.open_dispute(
+                    db.session, clock, customer_id=customer_id,
+                    bill=db.session.get(Bill, bill_id), category=service.DisputeCategory.USAGE,
+                    description="x", disputed_fen=None, files=[], store=case.store,
+                    sla_working_days=5, today=date(2026, 12, 3))
+                db.session.commit()
+                opened.append(dispute.id)
+            except Conflict as exc:
+                db.session.rollback()
+                refused.append(exc)
+            db.session.remove()
+
+    run_concurrently(open_it, 4)
+    assert len(opened) == 1 and len(refused) == 3
+    with app.app_context():
+        staff = db.session.get(StaffMember, auditor_id)
+        service.assign(db.session, clock, staff, db.session.get(Dispute, opened[0]), staff.id)
+        db.session.commit()
+    CountingBilling.calls = 0
+
+    def adjust_it() -> None:
+        with app.app_context():
+            try:
+                service.adjust(db.session, clock, db.session.get(StaffMember, auditor_id),
+                               db.session.get(Dispute, opened[0]), -100, "x",
+                               CountingBilling(db.session, clock))
+                db.session.commit()
+            except Conflict:
+                db.session.rollback()
+            db.session.remove()
+
+    run_concurrently(adjust_it, 4)
+    assert CountingBilling.calls == 1
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Bill).where(
+            Bill.account_id == db.session.get(Bill, bill_id).account_id)) == 2
