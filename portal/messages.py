@@ -47,6 +47,8 @@ MESSAGES = {
                                      "an administrator to enable the channel."),
     "dispute_bill_not_issued": _l("This bill is still being reviewed and cannot be disputed "
                                   "yet."),
+    "dispute_bill_superseded": _l("This bill was replaced by a corrected version. Open the "
+                                  "newest version of the bill to dispute it."),
     "dispute_already_open": _l("This bill already has an open dispute. Follow it on its "
                                "page."),
     "dispute_bad_amount": _l("The disputed amount must be above 0 and at most the bill's "

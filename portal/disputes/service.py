@@ -57,6 +57,12 @@ class BillNotDisputable(DomainError):
     code = "dispute_bill_not_issued"
 
 
+class BillSuperseded(Conflict):
+    """A newer version of the bill exists (a correction): that one is disputed, not this."""
+
+    code = "dispute_bill_superseded"
+
+
 class AlreadyDisputed(Conflict):
     code = "dispute_already_open"
 
@@ -280,6 +286,10 @@ def open_dispute(session: Session, clock: Clock, *, customer_id: int, bill: Bill
     None means the whole bill; files were checked (``attachments.check_all``)."""
     if bill.status is not BillStatus.ISSUED:
         raise BillNotDisputable(str(bill.id))
+    if session.scalar(sa.select(Bill.id).where(
+            Bill.account_id == bill.account_id, Bill.period == bill.period,
+            Bill.version > bill.version).limit(1)) is not None:
+        raise BillSuperseded(str(bill.id))
     amount = bill.total_fen if disputed_fen is None else disputed_fen
     if not isinstance(amount, int) or not 0 < amount <= bill.total_fen:
         raise BadDisputedAmount(format_yuan(bill.total_fen))

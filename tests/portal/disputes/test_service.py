@@ -294,3 +294,15 @@ def test_concurrent_submits_open_one_dispute_and_adjust_once(app, clock, tmp_pat
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Bill).where(
             Bill.account_id == db.session.get(Bill, bill_id).account_id)) == 2
+
+
+def test_a_corrected_bill_is_disputed_in_its_newest_version(session, clock, tmp_path) -> None:
+    case = issued_case(session, clock, tmp_path)
+    dispute = open_one(session, clock, case)
+    service.assign(session, clock, case.auditor, dispute, case.auditor.id)
+    corrected = service.adjust(session, clock, case.auditor, dispute, 500, "补收",
+                               LocalBillingSystem(session, clock))
+    with pytest.raises(service.BillSuperseded):
+        open_one(session, clock, case)  # the old version
+    case.bill = corrected
+    assert open_one(session, clock, case).bill_id == corrected.id
