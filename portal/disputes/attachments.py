@@ -14,6 +14,7 @@ import hashlib
 import io
 import re
 import secrets
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,9 +81,12 @@ def check(upload: Upload, max_bytes: int) -> CheckedFile:
         raise AttachmentRefused(name)
     if mime.startswith("image/"):
         try:
-            with Image.open(io.BytesIO(upload.data)) as image:
-                image.verify()  # a PNG header on something else fails here
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            with warnings.catch_warnings():  # a "decompression bomb" is refused, not opened
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(upload.data)) as image:
+                    image.verify()  # a PNG header on something else fails here
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+                Image.DecompressionBombWarning, Image.DecompressionBombError):
             raise AttachmentRefused(name) from None
     elif b"%%EOF" not in upload.data[-1024:]:  # a PDF header on a truncated or other file
         raise AttachmentRefused(name)

@@ -55,3 +55,18 @@ def test_path_tricks_in_names_never_become_paths(tmp_path) -> None:
     for bad in ("../x.png", "a/b.png", "0" * 32 + ".html", "/etc/passwd"):
         with pytest.raises(ValueError):
             store.path(bad)
+
+
+def test_an_image_claiming_enormous_dimensions_is_refused() -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)  # 900 megapixels
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    with pytest.raises(attachments.AttachmentRefused):
+        attachments.check(Upload("bomb.png", bomb), LIMIT)
