@@ -55,8 +55,9 @@ MESSAGES = {
                              "total."),
     "dispute_bad_assignee": _l("Choose a member of staff who handles disputes in this "
                                "district."),
-    "dispute_adjustment_refused": _l("The billing system refused the adjustment (a credit "
-                                     "cannot exceed the bill's total). Nothing was changed."),
+    "dispute_adjustment_refused": _l("The billing system refused the adjustment (for "
+                                     "example, a credit larger than the bill). Nothing was "
+                                     "changed."),
     "dispute_attachment_type": _l("Attach only photos (JPEG, PNG) or PDF files; a file that "
                                   "is not one is refused, whatever its name."),
     "dispute_attachment_size": _l("A file is larger than 3 MB. Make the photo smaller and "

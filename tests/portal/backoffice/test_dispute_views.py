@@ -142,3 +142,17 @@ def test_resolved_disputes_leave_the_queue_but_stay_under_all(app, web, clock,
         as_text=True)
     assert f'data-dispute="{dispute_id}"' in web.get("/staff/disputes?all=1").get_data(
         as_text=True)
+
+
+def test_a_credit_larger_than_the_bill_is_refused_and_nothing_moves(app, web, clock,
+                                                                   dispute_id) -> None:
+    staff_login(web, clock, "bj-auditor")
+    _step(web, dispute_id, "assign", {"assignee": str(_staff_id(app, "bj-auditor"))})
+    refused = _step(web, dispute_id, "adjust", {"direction": "credit", "amount": "99999",
+                                                "reason": "全部减免"})
+    assert refused.status_code == 400 and "营销系统拒绝了这笔调整" in text_of(refused)
+    with app.app_context():
+        dispute = db.session.get(Dispute, dispute_id)
+        assert dispute.status is DisputeStatus.ASSIGNED and dispute.adjustment_no is None
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "dispute.adjust")) == 0
