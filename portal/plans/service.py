@@ -477,6 +477,8 @@ def open_installment_order(session: Session, clock: Clock, customer_id: int, pla
     """A payment order for the next unpaid installment: the installment's amount (no more than
     the covered bills still owe) paid against the covered bills oldest first, through the normal
     order path. The installment counts as paid once this order succeeds. Flushes."""
+    settle(session, clock, [plan.id])  # an installment paid since the page was shown
+    session.refresh(plan)
     if plan.status != PlanStatus.ACTIVE:
         raise PlanNotActive()
     installment = next_installment(plan)
@@ -484,8 +486,6 @@ def open_installment_order(session: Session, clock: Clock, customer_id: int, pla
         raise NotNextInstallment(str(seq))
     owed = ledger.owed_by_bill(session, [b.bill_id for b in plan.bills])
     bill_ids = [b.bill_id for b in plan.bills if owed.get(b.bill_id, 0) > 0]
-    if not bill_ids:
-        raise payments.NothingToPay("the plan's bills owe nothing")
     order = payments.create_order(
         session, clock, account_id=plan.account_id, customer_id=customer_id, channel=channel,
         scene=scene, bill_ids=bill_ids, limit_fen=installment.amount_fen, lifetime=lifetime,
