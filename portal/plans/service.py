@@ -195,9 +195,10 @@ def store_attachment(directory: Path, data: bytes, name: str, max_bytes: int) ->
 
 
 def attachment_path(directory: Path, plan: PaymentPlan) -> Path:
-    if not plan.attachment_key:
+    path = directory / plan.attachment_key if plan.attachment_key else None
+    if path is None or not path.is_file():
         raise NotFound()
-    return directory / plan.attachment_key
+    return path
 
 
 # --- queries ---------------------------------------------------------------------------------
