@@ -136,7 +136,7 @@ def _up_to(owed: list[tuple[Bill, int]], limit_fen: int) -> list[tuple[Bill, int
     """The first ``limit_fen`` of what the bills owe, oldest first (bills left out get 0)."""
     if not isinstance(limit_fen, int) or limit_fen <= 0:
         raise InvalidAmount(str(limit_fen))
-    parts = []
+    parts: list[tuple[Bill, int]] = []
     for bill, amount in owed:
         part = min(amount, limit_fen - sum(a for _b, a in parts))
         if part > 0:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from dateutil.relativedelta import relativedelta
@@ -328,9 +329,8 @@ def request_plan(session: Session, clock: Clock, policy: PlanPolicy, zone: tzinf
 # --- staff steps -----------------------------------------------------------------------------
 
 def _move(session: Session, plan: PaymentPlan, source: PlanStatus, target: PlanStatus,
-          **values: object) -> None:
-    if not PLAN_MACHINE.can(source, target) or not PLAN_MACHINE.move(
-            session, PaymentPlan, plan.id, source, target, **values):
+          **values: Any) -> None:
+    if not PLAN_MACHINE.move(session, PaymentPlan, plan.id, source, target, **values):
         raise Conflict(f"plan {plan.id} is {plan.status.value}, not {source.value}")
     session.refresh(plan)
 
@@ -351,7 +351,7 @@ def _tell_customer(session: Session, clock: Clock, plan: PaymentPlan, event: str
 
 
 def _to_customer(session: Session, clock: Clock, plan: PaymentPlan, staff: StaffMember,
-                 source: PlanStatus, **values: object) -> None:
+                 source: PlanStatus, **values: Any) -> None:
     """The terms go to the customer: ``plan_approved`` when they are what was asked for,
     ``plan_proposed`` when staff changed them."""
     _move(session, plan, source, PlanStatus.PROPOSED, **values)
@@ -368,7 +368,7 @@ def propose(session: Session, clock: Clock, policy: PlanPolicy, zone: tzinfo,
     otherwise a supervisor approves them first."""
     _check_terms(policy, local_today(clock, zone), installments, first_due_on, plan.total_fen)
     now = clock.now()
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "installment_count": installments, "first_due_on": first_due_on,
         "staff_note": note.strip()[:1000] or None, "proposed_by_id": staff.id,
         "proposed_at": now, "updated_at": now}
@@ -393,7 +393,7 @@ def approve(session: Session, clock: Clock, staff: StaffMember, plan: PaymentPla
     if not staff.can(Permission.APPROVE_PLANS):  # pragma: no cover  (the route requires it)
         raise NeedsSupervisor()
     now = clock.now()
-    values: dict[str, object] = {"approved_by_id": staff.id, "approved_at": now,
+    values: dict[str, Any] = {"approved_by_id": staff.id, "approved_at": now,
                                  "updated_at": now}
     if note.strip():
         values["staff_note"] = note.strip()[:1000]

@@ -386,3 +386,18 @@ def test_attachments_are_checked_by_content_and_size(tmp_path):
         service.store_attachment(tmp_path, b"<html>not a pdf", "x.pdf", 1024)
     with pytest.raises(service.AttachmentTooLarge):
         service.store_attachment(tmp_path, b"\x89PNG\r\n\x1a\n" + b"0" * 2000, "x.png", 1024)
+
+
+def test_the_daily_task_sweeps_and_commits_and_beat_runs_it(app, clock):
+    from portal.celery_app import BEAT_SCHEDULE
+    from portal.extensions import db
+    from portal.tasks import plan_sweep
+
+    with app.app_context():
+        plan_id = _active(db.session, clock)[3].id
+        db.session.commit()
+    clock.set(clock.now().replace(year=2027, month=2, day=1))
+    assert plan_sweep() == 1  # the task runs in its own app context (and session)
+    with app.app_context():
+        assert db.session.get(PaymentPlan, plan_id).status == PlanStatus.DEFAULTED
+    assert BEAT_SCHEDULE["plan-sweep"]["task"] == "portal.tasks.plan_sweep"
