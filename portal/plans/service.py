@@ -282,6 +282,10 @@ def request_plan(session: Session, clock: Clock, policy: PlanPolicy, zone: tzinf
     """A customer asks to pay the chosen owed bills of their account (checked by the caller)
     in installments. Every eligibility rule is checked before anything is written. Flushes."""
     today = local_today(clock, zone)
+    # one request of an account at a time (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises
+    # writers already): two concurrent requests cannot both cover a bill
+    session.execute(sa.select(ElectricityAccount.id).where(ElectricityAccount.id == account.id)
+                    .with_for_update())
     if account.customer_class == CustomerClass.RESIDENTIAL and not (
             policy.residents_allowed and hardship):
         raise HardshipRequired()
