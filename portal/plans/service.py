@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -602,6 +602,3 @@ def staff_names(session: Session, plan: PaymentPlan) -> dict[int, str]:
     return dict(session.execute(sa.select(StaffMember.id, StaffMember.display_name)
                                 .where(StaffMember.id.in_(ids))).tuples().all())
 
-
-def local_dt(moment: datetime | None, zone: tzinfo) -> str:
-    return "" if moment is None else moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
