@@ -401,3 +401,36 @@ def test_the_daily_task_sweeps_and_commits_and_beat_runs_it(app, clock):
     with app.app_context():
         assert db.session.get(PaymentPlan, plan_id).status == PlanStatus.DEFAULTED
     assert BEAT_SCHEDULE["plan-sweep"]["task"] == "portal.tasks.plan_sweep"
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("pg", marks=pytest.mark.pg)],
+                         indirect=True)
+def test_concurrent_requests_for_the_same_bills_make_one_plan(app, clock):
+    from portal.accounts.models import ElectricityAccount
+    from portal.extensions import db
+    from tests.helpers import run_concurrently
+
+    with app.app_context():
+        acct, made, customer = _business(db.session, clock)
+        db.session.commit()
+        ids = (acct.id, [b.id for b in made], customer.id)
+    outcomes: list[str] = []
+
+    def worker() -> None:
+        with app.app_context():
+            account = db.session.get(ElectricityAccount, ids[0])
+            try:
+                service.request_plan(db.session, clock, POLICY, ZONE, customer_id=ids[2],
+                                     account=account, bill_ids=ids[1], installments=3,
+                                     first_due_on=date(2027, 1, 10), reason="x",
+                                     hardship=False)
+                db.session.commit()
+                outcomes.append("made")
+            except service.BillAlreadyCovered:
+                db.session.rollback()
+                outcomes.append("covered")
+            finally:
+                db.session.remove()
+
+    run_concurrently(worker, 4)
+    assert sorted(outcomes) == ["covered"] * 3 + ["made"]
