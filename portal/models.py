@@ -10,9 +10,11 @@ from portal.bills.models import Bill, BillLine
 from portal.kernel.audit import AuditEntry
 from portal.kernel.outbox import OutboxMessage
 from portal.ledger.models import LedgerEntry
+from portal.plans.models import PaymentPlan, PlanBill, PlanInstallment, PlanOrder
 from portal.readings.models import Reading
 
 __all__ = ["AccountLink", "AuditEntry", "Bill", "BillLine", "BillingPosting", "BillingReversal",
            "Customer", "District", "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage",
-           "PaymentEvent", "PaymentOrder", "PaymentOrderBill", "Reading", "Refund", "StaffMember",
+           "PaymentEvent", "PaymentOrder", "PaymentOrderBill", "PaymentPlan", "PlanBill",
+           "PlanInstallment", "PlanOrder", "Reading", "Refund", "StaffMember",
            "SubscribeConsent", "TariffVersionRow"]
