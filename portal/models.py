@@ -12,10 +12,12 @@ from portal.disputes.models import Dispute, DisputeAttachment, DisputeEvent
 from portal.kernel.audit import AuditEntry
 from portal.kernel.outbox import OutboxMessage
 from portal.ledger.models import LedgerEntry
+from portal.plans.models import PaymentPlan, PlanBill, PlanInstallment, PlanOrder
 from portal.readings.models import Reading
 
 __all__ = ["AccountLink", "AuditEntry", "Bill", "BillLine", "BillingPosting", "BillingReversal",
            "Customer", "Dispute", "DisputeAttachment", "DisputeEvent", "District",
            "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage",
-           "PaymentEvent", "PaymentOrder", "PaymentOrderBill", "Reading", "Refund", "StaffMember",
+           "PaymentEvent", "PaymentOrder", "PaymentOrderBill", "PaymentPlan", "PlanBill",
+           "PlanInstallment", "PlanOrder", "Reading", "Refund", "StaffMember",
            "SubscribeConsent", "TariffVersionRow"]

@@ -1,7 +1,7 @@
 """disputes, their timeline and attachments
 
 Revision ID: 0013
-Revises: 0009
+Revises: 0016
 Create Date: 2026-12-03 17:00:12.515306
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0013'
-down_revision = '0009'
+down_revision = '0016'
 branch_labels = None
 depends_on = None
 
