@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     dispute_sla_working_days: int = Field(default=5, ge=1, le=60)
     dispute_attachment_max_bytes: int = Field(default=3 * 1024 * 1024, ge=1024,
                                               le=3 * 1024 * 1024)
-    dispute_attachments_dir: Path = INSTANCE / "dispute-attachments"
+    dispute_attachments_dir: Path = INSTANCE / "attachments" / "disputes"
 
     @model_validator(mode="after")
     def _production_is_complete(self) -> Settings:
