@@ -95,7 +95,8 @@ class WithdrawForm(FlaskForm):
 @bp.app_context_processor
 def _dispute_labels() -> dict[str, object]:
     return {"dispute_status_labels": DISPUTE_STATUS_LABELS,
-            "dispute_category_labels": CATEGORY_LABELS, "dispute_event_labels": EVENT_LABELS}
+            "dispute_category_labels": CATEGORY_LABELS, "dispute_event_labels": EVENT_LABELS,
+            "local_zone": context.settings().zone}
 
 
 def store() -> AttachmentStore:
