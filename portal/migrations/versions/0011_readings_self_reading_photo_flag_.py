@@ -1,7 +1,7 @@
 """readings self-reading photo flag decision
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0013
 Create Date: 2026-12-03 17:01:24.534035
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0011'
-down_revision = '0009'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 
