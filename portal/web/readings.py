@@ -29,7 +29,6 @@ from portal.kernel.errors import DomainError
 from portal.messages import reading_flag_text
 from portal.readings import service
 from portal.readings.models import ReadingStatus
-from portal.readings.photos import PhotoBadName
 from portal.web.views import bp
 
 VALUE = [Optional(), Length(max=16, message=_l("A reading has at most 16 characters."))]
@@ -161,7 +160,7 @@ def reading_confirm() -> ResponseReturnValue:
                              system=billing_system(db.session))
     except DomainError as exc:
         db.session.rollback()
-        if exc.status == 404 and not isinstance(exc, PhotoBadName):
+        if exc.status == 404:
             raise
         values = ReadingForm(formdata=None)
         for name in ("meter_id", "value_kwh", *REGISTER_FIELDS):
