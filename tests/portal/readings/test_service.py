@@ -281,3 +281,14 @@ def test_two_submissions_racing_for_one_meter_make_one_reading(database_url, app
     assert sorted(outcomes) == ["exists"] * 3 + ["saved"]
     assert session.scalar(sa.select(sa.func.count()).select_from(Reading)
                           .where(Reading.period == "2026-12")) == 1
+
+
+def test_a_billing_refusal_on_accept_changes_nothing(session, clock, world) -> None:
+    staff = _staff(session, clock, district_id=world.account.district_id)
+    row = _submit(session, clock, world, "1500")
+    with pytest.raises(service.BillingRefused) as refused:
+        service.accept(session, clock, staff, row.id, system=_Refusing())
+    assert refused.value.params == {"code": "reading_below_previous"}
+    session.rollback()
+    assert session.get(Reading, row.id).status is ReadingStatus.FLAGGED
+    assert session.scalar(sa.select(sa.func.count()).select_from(AuditEntry)) == 0

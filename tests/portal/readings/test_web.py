@@ -153,3 +153,28 @@ def test_photo_only_for_its_owner(app, web, world, clock) -> None:
     assert stranger.get(f"/readings/new?meter={world.meter}").status_code == 404
     # a reading without a photo (the utility's) has none to show
     assert web.get(f"/readings/{reading_id - 1}/photo").status_code == 404
+
+
+def test_garbage_meter_ids_are_not_found(signed_in, world) -> None:
+    assert signed_in.get("/readings/new?meter=abc").status_code == 404
+    assert signed_in.get("/readings/new").status_code == 404
+    page = signed_in.get(f"/readings/new?meter={world.meter}").get_data(as_text=True)
+    response = signed_in.client.post("/readings/confirm", data={
+        "csrf_token": csrf_token(page), "meter_id": "x", "value_kwh": "1"})
+    assert response.status_code == 404
+
+
+def test_billing_outage_on_confirm_keeps_nothing_and_says_so(signed_in, world, app, photo_dir,
+                                                             monkeypatch) -> None:
+    from billing_adapter.base import BillingUnavailable
+    from portal.web import readings as pages
+
+    class Down:
+        def submit_reading(self, submission):
+            raise BillingUnavailable("down")
+
+    monkeypatch.setattr(pages, "billing_system", lambda session: Down())
+    response = _confirm(signed_in, world, "1100", jpeg())
+    assert response.status_code == 503
+    assert "The billing system is not answering. Nothing was saved" in text_of(response)
+    assert _count(app) == 1 and (not photo_dir.exists() or list(photo_dir.iterdir()) == [])
