@@ -655,7 +655,7 @@ def _meter_by_no(session: Session, account_no: str, meter_no: str) -> Meter | No
 
 def record(session: Session, clock: Clock, settings: Settings, row: ImportRow,
            source: ReadingSource, *, system: BillingSystem,
-           staff: StaffMember | None = None) -> Reading:
+           staff: StaffMember | None = None, book: TariffBook | None = None) -> Reading:
     """A staff-entered or imported reading, through the same rules as a self-reading (no
     window, no photo): accepted and handed to billing, or flagged for review. A member of
     ``staff`` entering it is written to the audit log (``reading.record``); only accounts of
@@ -667,7 +667,7 @@ def record(session: Session, clock: Clock, settings: Settings, row: ImportRow,
         raise InvalidReading("reading_unknown_meter", "meter_no")
     if staff is not None:
         get_scoped_account(session, staff, meter.account_id)  # NotFound outside their districts
-    book = _book(session)
+    book = book or _book(session)
     registers = registers_of(book, meter, row.read_on)
     reading = _shape(row.value_kwh, {"peak": row.peak_kwh, "flat": row.flat_kwh,
                                      "valley": row.valley_kwh}, registers, settings)
@@ -722,11 +722,12 @@ def import_rows(session: Session, clock: Clock, settings: Settings,
     error per bad row instead of stopping. The caller commits only when ``errors`` is empty
     (all or nothing) and rolls back otherwise."""
     result = ImportResult()
+    book = _book(session)  # read once for the file
     for number, raw in enumerate(rows, start=2):
         try:
             with session.begin_nested():
                 reading = record(session, clock, settings, parse_row(raw), ReadingSource.IMPORT,
-                                 system=system)
+                                 system=system, book=book)
         except DomainError as exc:
             result.errors.append((number, exc))
             if isinstance(exc, BillingDown):
