@@ -3,6 +3,7 @@
 from billing_adapter.local.models import TariffVersionRow
 from billing_adapter.local.postings import BillingPosting, BillingReversal
 from payments.models import PaymentEvent, PaymentOrder, PaymentOrderBill, Refund
+from payments.reconcile.models import Difference, Statement, StatementLine
 from portal.accounts.models import AccountLink, Customer, District, ElectricityAccount, Meter
 from portal.backoffice.models import StaffMember
 from portal.bills.models import Bill, BillLine
@@ -11,6 +12,6 @@ from portal.ledger.models import LedgerEntry
 from portal.readings.models import Reading
 
 __all__ = ["AccountLink", "Bill", "BillLine", "BillingPosting", "BillingReversal", "Customer",
-           "District", "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage",
+           "Difference", "District", "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage",
            "PaymentEvent", "PaymentOrder", "PaymentOrderBill", "Reading", "Refund", "StaffMember",
-           "TariffVersionRow"]
+           "Statement", "StatementLine", "TariffVersionRow"]
