@@ -2,16 +2,19 @@
 
 from billing_adapter.local.models import TariffVersionRow
 from billing_adapter.local.postings import BillingPosting, BillingReversal
+from notifications.consents import SubscribeConsent
 from payments.models import PaymentEvent, PaymentOrder, PaymentOrderBill, Refund
-from payments.reconcile.models import Difference, Statement, StatementLine
+from payments.reconcile.models import Difference, DifferenceNote, Statement, StatementLine
 from portal.accounts.models import AccountLink, Customer, District, ElectricityAccount, Meter
 from portal.backoffice.models import StaffMember
 from portal.bills.models import Bill, BillLine
+from portal.kernel.audit import AuditEntry
 from portal.kernel.outbox import OutboxMessage
 from portal.ledger.models import LedgerEntry
 from portal.readings.models import Reading
 
-__all__ = ["AccountLink", "Bill", "BillLine", "BillingPosting", "BillingReversal", "Customer",
-           "Difference", "District", "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage",
-           "PaymentEvent", "PaymentOrder", "PaymentOrderBill", "Reading", "Refund", "StaffMember",
-           "Statement", "StatementLine", "TariffVersionRow"]
+__all__ = ["AccountLink", "AuditEntry", "Bill", "BillLine", "BillingPosting", "BillingReversal",
+           "Customer", "Difference", "DifferenceNote", "District", "ElectricityAccount",
+           "LedgerEntry", "Meter", "OutboxMessage", "PaymentEvent", "PaymentOrder",
+           "PaymentOrderBill", "Reading", "Refund", "StaffMember", "Statement", "StatementLine",
+           "SubscribeConsent", "TariffVersionRow"]

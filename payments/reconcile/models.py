@@ -118,3 +118,14 @@ class Difference(IdMixin, Base):
     resolved_by_id: Mapped[int | None] = mapped_column(_ID, sa.ForeignKey("staff_members.id"))
     resolved_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+
+
+class DifferenceNote(IdMixin, Base):
+    """A note a member of staff left on a difference (the resolving note is one too)."""
+
+    __tablename__ = "recon_difference_notes"
+
+    difference_id: Mapped[int] = mapped_column(sa.ForeignKey("recon_differences.id"), index=True)
+    staff_id: Mapped[int] = mapped_column(_ID, sa.ForeignKey("staff_members.id"))
+    body: Mapped[str] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime]
