@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:5000"  # how channels reach us: notify and return URLs
     sandbox: bool = False  # demo: channels without settings point at payments.sandbox gateways
     sandbox_url: str = "http://127.0.0.1:5100"  # where ``python -m payments.sandbox`` serves
+    # Reconciliation: where fetched statements are kept (<dir>/<channel>/<date>/<sha256>.<ext>)
+    reconcile_dir: Path = INSTANCE / "statements"
 
     @model_validator(mode="after")
     def _production_is_complete(self) -> Settings:
