@@ -44,12 +44,16 @@ class StatementLine(Base):
     """A statement line in fen; written in bulk (COPY on PostgreSQL), matched with SQL joins."""
 
     __tablename__ = "recon_lines"
-    __table_args__ = (sa.Index("ix_recon_lines_statement_kind", "statement_id", "kind"),
-                      sa.Index("ix_recon_lines_order_no", "order_no"),
-                      sa.Index("ix_recon_lines_refund_no", "refund_no"))
+    __table_args__ = (sa.Index("ix_recon_lines_order_no", "order_no"),
+                      sa.Index("ix_recon_lines_refund_no", "refund_no",
+                               postgresql_where=sa.text("refund_no IS NOT NULL"),
+                               sqlite_where=sa.text("refund_no IS NOT NULL")))
 
-    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
-    statement_id: Mapped[int] = mapped_column(sa.ForeignKey("recon_statements.id"))
+    # (statement, line number in the file): no sequence, and the key finds a statement's lines.
+    # No foreign key: lines are written only by the loader, in the transaction that writes their
+    # statement, and a per-row RI trigger would be most of the COPY's cost.
+    statement_id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=False)
+    line_no: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     kind: Mapped[str] = mapped_column(sa.String(8))  # payment | refund
     order_no: Mapped[str] = mapped_column(sa.String(64))
     channel_trade_no: Mapped[str] = mapped_column(sa.String(64))
