@@ -204,3 +204,12 @@ def test_staff_resolve_with_a_note_once(session, clock, tmp_path, account_id) ->
         action="reconcile.resolve")) == staff_id
     with pytest.raises(Conflict):
         service.resolve(session, clock, staff_id, diff, "again")
+
+
+def test_values_copy_would_misread_are_kept_as_they_are(session, clock, tmp_path,
+                                                        account_id) -> None:
+    run(session, clock, tmp_path, [wechat_row("DF\\N", 100, NOON),
+                                   wechat_row("DF\\t\t1", 200, NOON)])
+    assert set(diffs(session)) == {"payment:DF\\N", "payment:DF\\t\t1"}
+    assert session.scalar(sa.select(sa.func.count()).select_from(StatementLine).where(
+        StatementLine.refund_no.is_(None))) == 2

@@ -17,7 +17,7 @@ from portal.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET, STAFF
 from portal.extensions import db
 from tests.helpers import FormClient, csrf_token, text_of
 
-from .staffing import paid_order, requested_refund, staff_login, totp_code
+from .staffing import difference, paid_order, requested_refund, staff_login, totp_code
 
 ROLE_USER = {StaffRole.READER: "bj-reader", StaffRole.AUDITOR: "bj-auditor",
              StaffRole.COLLECTOR: "bj-collector", StaffRole.SUPERVISOR: "bj-supervisor",
@@ -34,6 +34,11 @@ def _refund_of(app, clock, account_no: str, requested_by: str) -> tuple[int, int
     with app.app_context():
         order = paid_order(db.session, clock, account_no)
         return order.id, requested_refund(db.session, clock, order, requested_by).id
+
+
+def _difference_of(app, clock, account_no: str) -> int:
+    with app.app_context():
+        return difference(db.session, clock, account_no, order_no=f"DF-{account_no}").id
 
 
 def _staff_routes(app):
@@ -73,6 +78,7 @@ def test_role_by_route_matrix(app, web, clock, demo, role) -> None:
         "staff_id": _id(app, StaffMember, username="hz-reader"),
         "order_id": order_id,
         "refund_id": refund_id,
+        "difference_id": _difference_of(app, clock, "1100000001"),
     }
     # POSTs last, and the one that deactivates someone at the very end
     calls = sorted(((method, rule, access) for rule, access in _staff_routes(app)
@@ -110,7 +116,9 @@ def test_other_districts_accounts_are_404_on_every_route_with_an_id(app, web, cl
     own = _id(app, ElectricityAccount, account_no="1100000001")
     other = _id(app, ElectricityAccount, account_no="3300000001")   # hz-xihu
     scoped = {"account_id": (own, other), "order_id": (own_order, other_order),
-              "refund_id": (own_refund, other_refund)}
+              "refund_id": (own_refund, other_refund),
+              "difference_id": (_difference_of(app, clock, "1100000001"),
+                                _difference_of(app, clock, "3300000001"))}
     checked = 0
     for rule, access in _staff_routes(app):
         args = set(rule.arguments)
