@@ -31,6 +31,11 @@ def demo_seed() -> None:
         click.echo("Demo data is already there; nothing changed.")
     else:
         demo.seed(db.session, context.clock(), context.today())
+        db.session.commit()
+        settings = context.settings()
+        for line in demo.seed_reconciliation(db.session, context.clock(), context.today(),
+                                             settings.reconcile_dir, settings.zone):
+            click.echo(line)
         click.echo("Demo data created.")
     db.session.commit()
     for line in demo.describe():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -114,6 +115,8 @@ def _settings(url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "env": "test", "database_url": url, "secret_key": TEST_SECRET,
         "broker_url": "memory://", "ratelimit_storage_url": "memory://",
+        # statements kept by reconciliation: never into instance/
+        "reconcile_dir": Path(tempfile.gettempdir()) / "dianfei-test-statements",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
