@@ -200,7 +200,7 @@ def _copy_text(row: tuple[Any, ...]) -> str:
     """One line of COPY's text format: tab-separated, ``\\N`` for NULL, and the characters
     the format reserves escaped (only values that have one pay for it)."""
     sid, line_no, kind, order_no, trade_no, refund_no, amount, fee, at, status = row
-    texts = (order_no, trade_no, refund_no or "", status)
+    texts: tuple[str, ...] = (order_no, trade_no, refund_no or "", status)
     if _UNSAFE.search("".join(texts)):
         texts = tuple(_UNSAFE.sub(lambda m: _ESCAPES[m.group()], t) for t in texts)
     refund = _NULL if refund_no is None else texts[2]
@@ -217,7 +217,7 @@ _L = sa.inspect(StatementLine).local_table
 _S = sa.inspect(Statement).local_table
 _O = sa.inspect(PaymentOrder).local_table
 _R = sa.inspect(Refund).local_table
-_D = sa.inspect(Difference).local_table
+_D: sa.Table = Difference.__table__  # type: ignore[assignment]
 _DIFF_COLUMNS = ("statement_id", "channel", "bill_date", "key", "kind", "status", "order_no",
                  "refund_no", "channel_trade_no", "channel_amount_fen", "local_amount_fen",
                  "channel_status", "local_status", "account_id", "created_at")
