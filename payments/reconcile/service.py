@@ -119,9 +119,7 @@ def run_day(session: Session, clock: Clock, channel_name: str, day: date,
     seen = session.scalar(sa.select(Statement).where(
         Statement.channel == channel_name, Statement.bill_date == day,
         Statement.sha256 == sha256, Statement.matched_at.is_not(None)))
-    if seen is not None:
-        if path is not None and path != seen.path:  # pragma: no cover  (same hash, same name)
-            Path(path).unlink(missing_ok=True)
+    if seen is not None:  # ``keep`` rewrote the same bytes under the same name
         return Result(seen, new=False)
     version = (session.scalar(sa.select(sa.func.max(Statement.version)).where(
         Statement.channel == channel_name, Statement.bill_date == day)) or 0) + 1
@@ -371,17 +369,19 @@ def requery(session: Session, clock: Clock, channel: PaymentChannel, diff_id: in
     if trade.state not in (TradeState.SUCCEEDED, TradeState.REFUNDED):
         return False
     outcome = payments.apply_trade(session, clock, channel.name, trade, "reconcile", zone)
-    if outcome != payments.Outcome.APPLIED:
-        session.rollback()
+    if outcome != payments.Outcome.APPLIED:  # e.g. review (the amounts differ): staff decide
+        session.commit()  # what apply_trade decided stands; the difference stays open
         return False
     now = clock.now()
     DIFFERENCE_MACHINE.move(session, Difference, diff_id, DifferenceStatus.OPEN,
                             DifferenceStatus.AUTO_RESOLVED, resolved_at=now,
                             resolved_by_id=staff_id,
                             resolution="补单: paid at the channel, applied from its query")
-    order = session.scalars(sa.select(PaymentOrder).where(PaymentOrder.order_no == order_no)).one()
+    order = session.scalars(sa.select(PaymentOrder).where(PaymentOrder.order_no == order_no)
+                            .execution_options(populate_existing=True)).one()
     audit.record(session, clock, "reconcile.backfill", "recon_difference", diff_id,
-                 staff_id=staff_id, account_id=order.account_id, amount_fen=order.amount_fen,
+                 staff_id=staff_id, account_id=order.account_id,
+                 amount_fen=order.amount_fen,
                  details={"order_no": order_no, "channel": channel.name})
     session.commit()
     return True

@@ -175,16 +175,21 @@ def test_channel_only_payment_of_an_open_order_is_backfilled_through_apply_trade
         session, clock, tmp_path, account_id) -> None:
     pending = order(session, clock, account_id, 3000, status=OrderStatus.PENDING)
     unpaid = order(session, clock, account_id, 400, status=OrderStatus.PENDING)
+    short = order(session, clock, account_id, 900, status=OrderStatus.PENDING)
     fake = FakeChannel()
     fake.pay(pending.order_no, 3000)
+    fake.pay(short.order_no, 800)  # the channel says paid, but less: review, staff decide
     result = run(session, clock, tmp_path, [wechat_row(pending.order_no, 3000, NOON),
-                                            wechat_row(unpaid.order_no, 400, NOON)],
+                                            wechat_row(unpaid.order_no, 400, NOON),
+                                            wechat_row(short.order_no, 800, NOON)],
                  channel=fake)
     assert result.auto_resolved == 1
     session.expire_all()
     assert session.get(PaymentOrder, pending.id).status == OrderStatus.SUCCEEDED
+    assert session.get(PaymentOrder, short.id).status == OrderStatus.REVIEW
     assert diffs(session) == {f"payment:{pending.order_no}": ("channel_only", "auto_resolved"),
-                              f"payment:{unpaid.order_no}": ("channel_only", "open")}
+                              f"payment:{unpaid.order_no}": ("channel_only", "open"),
+                              f"payment:{short.order_no}": ("channel_only", "open")}
     entry = session.scalar(sa.select(AuditEntry).filter_by(action="reconcile.backfill"))
     assert entry.actor.value == "system" and entry.amount_fen == 3000
 
