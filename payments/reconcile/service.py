@@ -168,7 +168,7 @@ def _load(session: Session, statement: Statement, lines: Iterable[Line],
             chunk: list[str] = []
             for row in rows():
                 chunk.append(_copy_text(row))
-                if len(chunk) == 2000:
+                if len(chunk) == BATCH // 10:
                     out.write("".join(chunk))
                     chunk = []
             out.write("".join(chunk))

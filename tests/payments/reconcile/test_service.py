@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from payments import service as payments
-from payments.channels.base import Scene, StatementFile, Trade, TradeState
+from payments.channels.base import ChannelUnavailable, Scene, StatementFile, Trade, TradeState
 from payments.models import PaymentOrder
 from payments.reconcile import service
 from payments.reconcile.lines import BadStatement
@@ -218,3 +218,37 @@ def test_values_copy_would_misread_are_kept_as_they_are(session, clock, tmp_path
     assert set(diffs(session)) == {"payment:DF\\N", "payment:DF\\t\t1"}
     assert session.scalar(sa.select(sa.func.count()).select_from(StatementLine).where(
         StatementLine.refund_no.is_(None))) == 2
+
+
+def test_lines_load_in_batches_with_progress(session, clock, tmp_path, account_id,
+                                             monkeypatch) -> None:
+    monkeypatch.setattr(service, "BATCH", 20)  # COPY chunks of 2, INSERT batches of 5
+    loaded: list[int] = []
+    rows = [wechat_row(f"DF-{n:03d}", 100 + n, NOON) for n in range(47)]
+    service.run_day(session, clock, "wechat", DAY, StatementFile(wechat_bill(rows), ".csv.gz"),
+                    directory=tmp_path, zone=ZONE, progress=loaded.append)
+    assert loaded == [20, 20, 7]
+    amounts = session.scalars(sa.select(StatementLine.amount_fen)
+                              .order_by(StatementLine.line_no)).all()
+    assert amounts == [100 + n for n in range(47)]
+
+
+def test_a_day_matched_after_the_next_one_settles_its_rechecks_at_once(
+        session, clock, tmp_path, account_id) -> None:
+    late = order(session, clock, account_id, 1000,
+                 paid_at=datetime(2026, 12, 2, 23, 59, 59, tzinfo=BEIJING))
+    lost = order(session, clock, account_id, 2000)
+    run(session, clock, tmp_path, [wechat_row(late.order_no, 1000, NOON + timedelta(hours=12))],
+        day=DAY + timedelta(days=1))
+    run(session, clock, tmp_path, [])  # the 2nd after the 3rd: the late order is listed there
+    assert diffs(session) == {f"payment:{lost.order_no}": ("local_only", "open")}
+
+
+def test_a_channel_that_does_not_answer_leaves_the_difference_open(session, clock, tmp_path,
+                                                                    account_id) -> None:
+    pending = order(session, clock, account_id, 3000, status=OrderStatus.PENDING)
+    fake = FakeChannel(fail_next=[ChannelUnavailable("timeout")])
+    result = run(session, clock, tmp_path, [wechat_row(pending.order_no, 3000, NOON)],
+                 channel=fake)
+    assert result.auto_resolved == 0
+    assert diffs(session) == {f"payment:{pending.order_no}": ("channel_only", "open")}

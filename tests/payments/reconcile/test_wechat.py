@@ -60,3 +60,22 @@ def test_not_gzip_and_empty_bill_are_refused() -> None:
 
 def test_a_day_without_trades_is_a_summary_of_zero() -> None:
     assert parse(wechat_bill([])) == []
+
+
+def test_a_quoted_value_may_span_lines_but_must_close() -> None:
+    text = gzip.decompress(wechat_bill([wechat_row("DF1", 100, AT)])).decode()
+    spanning = text.replace("`电费  2026-11", '"`电费\r\n2026-11"')
+    [line] = parse(gzip.compress(spanning.encode()))
+    assert line.order_no == "DF1"
+    with pytest.raises(BadStatement, match="not closed"):
+        parse(gzip.compress(text.replace("`电费  2026-11", '"`电费').encode()))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda t: t.replace("`JSAPI,", "`JSAPI,`extra,"), "values, header has"),
+    (lambda t: t.replace("`1,`1.00", "`1,`1.0.0"), "summary line unreadable"),
+])
+def test_a_line_of_the_wrong_shape_is_refused(change, message) -> None:
+    text = gzip.decompress(wechat_bill([wechat_row("DF1", 100, AT)])).decode()
+    with pytest.raises(BadStatement, match=message):
+        parse(gzip.compress(change(text).encode()))
