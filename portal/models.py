@@ -11,10 +11,12 @@ from portal.bills.models import Bill, BillLine
 from portal.kernel.audit import AuditEntry
 from portal.kernel.outbox import OutboxMessage
 from portal.ledger.models import LedgerEntry
+from portal.plans.models import PaymentPlan, PlanBill, PlanInstallment, PlanOrder
 from portal.readings.models import Reading
 
 __all__ = ["AccountLink", "AuditEntry", "Bill", "BillLine", "BillingPosting", "BillingReversal",
            "Customer", "Difference", "DifferenceNote", "District", "ElectricityAccount",
            "LedgerEntry", "Meter", "OutboxMessage", "PaymentEvent", "PaymentOrder",
-           "PaymentOrderBill", "Reading", "Refund", "StaffMember", "Statement", "StatementLine",
+           "PaymentOrderBill", "PaymentPlan", "PlanBill", "PlanInstallment", "PlanOrder",
+           "Reading", "Refund", "StaffMember", "Statement", "StatementLine",
            "SubscribeConsent", "TariffVersionRow"]

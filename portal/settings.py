@@ -21,6 +21,7 @@ from payments.channels.alipay import AlipaySettings
 from payments.channels.stripe import StripeSettings
 from payments.channels.wechat import WechatPaySettings
 from payments.janitor import JanitorPolicy
+from portal.plans.policy import PlanPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
@@ -92,6 +93,11 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:5000"  # how channels reach us: notify and return URLs
     sandbox: bool = False  # demo: channels without settings point at payments.sandbox gateways
     sandbox_url: str = "http://127.0.0.1:5100"  # where ``python -m payments.sandbox`` serves
+    plans: PlanPolicy = PlanPolicy()  # payment plan rules: DIANFEI_PLANS__* (plans/policy.py)
+
+    @property
+    def plan_attachment_dir(self) -> Path:
+        return self.plans.attachment_dir or INSTANCE / "attachments" / "plans"
     # Reconciliation: where fetched statements are kept (<dir>/<channel>/<date>/<sha256>.<ext>)
     reconcile_dir: Path = INSTANCE / "statements"
 

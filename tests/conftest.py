@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from portal.app import create_app
 from portal.extensions import db
 from portal.kernel.clock import FrozenClock
+from portal.plans.policy import PlanPolicy
 from portal.settings import Settings
 from tests.helpers import FormClient
 
@@ -115,6 +116,8 @@ def _settings(url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "env": "test", "database_url": url, "secret_key": TEST_SECRET,
         "broker_url": "memory://", "ratelimit_storage_url": "memory://",
+        # payment plan attachments: never into the repository's instance folder
+        "plans": PlanPolicy(attachment_dir=Path(tempfile.gettempdir()) / "dianfei-test-plans"),
         # statements kept by reconciliation: never into instance/
         "reconcile_dir": Path(tempfile.gettempdir()) / "dianfei-test-statements",
     }

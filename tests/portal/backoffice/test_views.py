@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from flask import url_for
 
+from portal import context
 from portal.accounts.models import ElectricityAccount
 from portal.backoffice import service
 from portal.backoffice.auth import STAFF_PREFIX
@@ -17,7 +18,14 @@ from portal.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET, STAFF
 from portal.extensions import db
 from tests.helpers import FormClient, csrf_token, text_of
 
-from .staffing import difference, paid_order, requested_refund, staff_login, totp_code
+from .staffing import (
+    difference,
+    paid_order,
+    requested_plan,
+    requested_refund,
+    staff_login,
+    totp_code,
+)
 
 ROLE_USER = {StaffRole.READER: "bj-reader", StaffRole.AUDITOR: "bj-auditor",
              StaffRole.COLLECTOR: "bj-collector", StaffRole.SUPERVISOR: "bj-supervisor",
@@ -34,6 +42,13 @@ def _refund_of(app, clock, account_no: str, requested_by: str) -> tuple[int, int
     with app.app_context():
         order = paid_order(db.session, clock, account_no)
         return order.id, requested_refund(db.session, clock, order, requested_by).id
+
+
+def _plan_of(app, account_no: str) -> int:
+    """A requested payment plan (with an attachment) of the account: its id."""
+    with app.app_context():
+        return requested_plan(db.session, context.clock(), account_no,
+                              context.settings().plan_attachment_dir).id
 
 
 def _difference_of(app, clock, account_no: str) -> int:
@@ -78,6 +93,7 @@ def test_role_by_route_matrix(app, web, clock, demo, role) -> None:
         "staff_id": _id(app, StaffMember, username="hz-reader"),
         "order_id": order_id,
         "refund_id": refund_id,
+        "plan_id": _plan_of(app, "1100000001"),
         "difference_id": _difference_of(app, clock, "1100000001"),
     }
     # POSTs last, and the one that deactivates someone at the very end
@@ -117,6 +133,7 @@ def test_other_districts_accounts_are_404_on_every_route_with_an_id(app, web, cl
     other = _id(app, ElectricityAccount, account_no="3300000001")   # hz-xihu
     scoped = {"account_id": (own, other), "order_id": (own_order, other_order),
               "refund_id": (own_refund, other_refund),
+              "plan_id": (_plan_of(app, "1100000001"), _plan_of(app, "3300000001")),
               "difference_id": (_difference_of(app, clock, "1100000001"),
                                 _difference_of(app, clock, "3300000001"))}
     checked = 0
