@@ -252,3 +252,28 @@ def test_a_channel_that_does_not_answer_leaves_the_difference_open(session, cloc
                  channel=fake)
     assert result.auto_resolved == 0
     assert diffs(session) == {f"payment:{pending.order_no}": ("channel_only", "open")}
+
+
+def test_an_alipay_day_with_a_refund_matches_through_the_same_path(session, clock, tmp_path,
+                                                                   account_id) -> None:
+    from .bills import alipay_bill
+
+    o = payments.create_order(session, clock, account_id=account_id, customer_id=None,
+                              channel="alipay", scene=Scene.DESKTOP, bill_ids=[],
+                              topup_fen=9000, lifetime=timedelta(minutes=30),
+                              first_query_after=timedelta(minutes=1))
+    payments.apply_trade(session, clock, "alipay", Trade(
+        o.order_no, TradeState.SUCCEEDED, 9000, channel_trade_no="2026120222001", paid_at=NOON),
+        "notify")
+    refund = payments.request_refund(session, clock, order_no=o.order_no, amount_fen=1000,
+                                     reason="x", requested_by=factories_staff(session, clock))
+    refund.status, refund.finished_at = RefundStatus.SUCCEEDED, NOON
+    session.commit()
+    bill = alipay_bill([("2026120222001", o.order_no, 9000, NOON, ""),
+                        ("2026120222001", o.order_no, -1000, NOON, refund.refund_no)])
+    result = service.run_day(session, clock, "alipay", DAY, StatementFile(bill, ".zip"),
+                             directory=tmp_path, zone=ZONE)
+    assert (result.statement.line_count, result.statement.payment_fen,
+            result.statement.refund_fen) == (2, 9000, 1000)
+    assert diffs(session) == {}
+    assert result.statement.path.endswith(".zip")
