@@ -78,11 +78,13 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     payment_channels.init_app(app, settings, app.extensions[context.CLOCK_KEY])
 
     from portal.backoffice import (  # noqa: F401  (their routes are on backoffice_bp)
+        dispute_views,
         plan_views,
         reconcile_views,
         refund_views,
     )
     from portal.backoffice.views import bp as backoffice_bp
+    from portal.web import disputes  # noqa: F401  (its routes are on web_bp)
     from portal.web.payments import bp as pay_bp
     from portal.web.plans import bp as plans_bp
     from portal.web.views import bp as web_bp

@@ -45,6 +45,24 @@ MESSAGES = {
     "refund_channel_not_enabled": _l("The payment channel of this order is not enabled, so "
                                      "the refund could not be sent. Nothing was approved; ask "
                                      "an administrator to enable the channel."),
+    "dispute_bill_not_issued": _l("This bill is still being reviewed and cannot be disputed "
+                                  "yet."),
+    "dispute_bill_superseded": _l("This bill was replaced by a corrected version. Open the "
+                                  "newest version of the bill to dispute it."),
+    "dispute_already_open": _l("This bill already has an open dispute. Follow it on its "
+                               "page."),
+    "dispute_bad_amount": _l("The disputed amount must be above 0 and at most the bill's "
+                             "total."),
+    "dispute_bad_assignee": _l("Choose a member of staff who handles disputes in this "
+                               "district."),
+    "dispute_adjustment_refused": _l("The billing system refused the adjustment (for "
+                                     "example, a credit larger than the bill). Nothing was "
+                                     "changed."),
+    "dispute_attachment_type": _l("Attach only photos (JPEG, PNG) or PDF files; a file that "
+                                  "is not one is refused, whatever its name."),
+    "dispute_attachment_size": _l("A file is larger than 3 MB. Make the photo smaller and "
+                                  "try again."),
+    "dispute_attachment_count": _l("Attach at most 3 files."),
 }
 
 # Why a bill is held for review (核), for staff; codes and their details come from

@@ -8,6 +8,8 @@ from payments.reconcile.models import Difference, DifferenceNote, Statement, Sta
 from portal.accounts.models import AccountLink, Customer, District, ElectricityAccount, Meter
 from portal.backoffice.models import StaffMember
 from portal.bills.models import Bill, BillLine
+from portal.disputes import service as _disputes  # noqa: F401  (registers the disputes hold)
+from portal.disputes.models import Dispute, DisputeAttachment, DisputeEvent
 from portal.kernel.audit import AuditEntry
 from portal.kernel.outbox import OutboxMessage
 from portal.ledger.models import LedgerEntry
@@ -15,8 +17,8 @@ from portal.plans.models import PaymentPlan, PlanBill, PlanInstallment, PlanOrde
 from portal.readings.models import Reading
 
 __all__ = ["AccountLink", "AuditEntry", "Bill", "BillLine", "BillingPosting", "BillingReversal",
-           "Customer", "Difference", "DifferenceNote", "District", "ElectricityAccount",
-           "LedgerEntry", "Meter", "OutboxMessage", "PaymentEvent", "PaymentOrder",
-           "PaymentOrderBill", "PaymentPlan", "PlanBill", "PlanInstallment", "PlanOrder",
-           "Reading", "Refund", "StaffMember", "Statement", "StatementLine",
-           "SubscribeConsent", "TariffVersionRow"]
+           "Customer", "Difference", "DifferenceNote", "Dispute", "DisputeAttachment",
+           "DisputeEvent", "District", "ElectricityAccount", "LedgerEntry", "Meter",
+           "OutboxMessage", "PaymentEvent", "PaymentOrder", "PaymentOrderBill", "PaymentPlan",
+           "PlanBill", "PlanInstallment", "PlanOrder", "Reading", "Refund", "StaffMember",
+           "Statement", "StatementLine", "SubscribeConsent", "TariffVersionRow"]

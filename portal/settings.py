@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     # Reconciliation: where fetched statements are kept (<dir>/<channel>/<date>/<sha256>.<ext>)
     reconcile_dir: Path = INSTANCE / "statements"
 
+    # Disputes: the SLA in Chinese working days (holidays skipped, adjusted weekends counted),
+    # and the customer's attachments (images or PDF), kept outside the web root
+    dispute_sla_working_days: int = Field(default=5, ge=1, le=60)
+    dispute_attachment_max_bytes: int = Field(default=3 * 1024 * 1024, ge=1024,
+                                              le=3 * 1024 * 1024)
+    dispute_attachments_dir: Path = INSTANCE / "attachments" / "disputes"
+
     @model_validator(mode="after")
     def _production_is_complete(self) -> Settings:
         if self.env != "production":

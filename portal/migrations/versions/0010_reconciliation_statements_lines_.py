@@ -1,7 +1,7 @@
 """reconciliation statements lines differences
 
 Revision ID: 0010
-Revises: 0016
+Revises: 0013
 Create Date: 2026-12-03 17:05:45.747754
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0010'
-down_revision = '0016'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 

@@ -107,6 +107,32 @@ def requested_plan(session: Session, clock: FrozenClock, account_no: str,
     return plan
 
 
+def dispute_with_file(session: Session, clock: FrozenClock, account_no: str,
+                      store_dir: Path) -> tuple[int, int]:
+    """A dispute, opened by the account's demo customer on its newest issued bill, with one PNG
+    attached: (dispute id, attachment id). Committed."""
+    from portal.accounts.models import AccountLink
+    from portal.bills.models import Bill, BillStatus
+    from portal.disputes import service as disputes
+    from portal.disputes.attachments import AttachmentStore, Upload, check
+    from portal.disputes.models import DisputeCategory
+    from tests.portal.disputes.helpers import png_bytes
+
+    bill = session.scalars(sa.select(Bill).join(ElectricityAccount).where(
+        ElectricityAccount.account_no == account_no, Bill.status == BillStatus.ISSUED)
+        .order_by(Bill.period.desc(), Bill.version.desc()).limit(1)).one()
+    customer_id = session.scalars(sa.select(AccountLink.customer_id)
+                                  .where(AccountLink.account_id == bill.account_id)).first()
+    assert customer_id is not None
+    dispute = disputes.open_dispute(
+        session, clock, customer_id=customer_id, bill=bill, category=DisputeCategory.READING,
+        description="读数不对", disputed_fen=None, files=[check(Upload("m.png", png_bytes()),
+                                                                 1 << 20)],
+        store=AttachmentStore(store_dir), sla_working_days=5, today=bill.due_date)
+    session.commit()
+    return dispute.id, dispute.events[0].attachments[0].id
+
+
 def difference(session: Session, clock: FrozenClock, account_no: str | None,
                order_no: str = "DF-RECON-1", kind: DifferenceKind = DifferenceKind.AMOUNT_MISMATCH,
                day: date = date(2026, 12, 2)) -> Difference:
