@@ -270,10 +270,14 @@ def _match(session: Session, clock: Clock, statement: Statement, zone: tzinfo) -
                 .where(mine, _L.c.kind == REFUND,
                        sa.or_(refund.c.id.is_(None), refund.c.amount_fen != _L.c.amount_fen,
                               refund.c.status.not_in(_MATCHED_REFUND))))
-    # local successes of the day that no statement of the channel lists (this version, or a
-    # statement of another day: a cut-off order listed the day before or after is matched)
+    # local successes of the day that no statement of the channel lists: this version, or the
+    # day before's or after's (a cut-off order is listed there). Only the neighbours are read,
+    # so the work stays a day's, however many days of lines are kept.
     listed = (sa.select(_L.c.order_no).join(_S, _S.c.id == _L.c.statement_id)
-              .where(_S.c.channel == name, sa.or_(_S.c.id == sid, _S.c.bill_date != day)))
+              .where(_S.c.channel == name,
+                     sa.or_(_S.c.id == sid,
+                            _S.c.bill_date.in_([day - timedelta(days=1),
+                                                day + timedelta(days=1)]))))
     local_pay = (sa.select(*common, sa.literal("payment:") + _O.c.order_no,
                            _lit(DifferenceKind.LOCAL_ONLY.value),
                            _lit(DifferenceStatus.RECHECK.value), _O.c.order_no, sa.null(),
