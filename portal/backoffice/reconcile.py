@@ -43,8 +43,11 @@ def settled(session: Session, staff: StaffMember, limit: int = 20) -> list[Diffe
         .order_by(Difference.resolved_at.desc(), Difference.id.desc()).limit(limit)))
 
 
-def recent_statements(session: Session, limit: int = 14) -> list[Statement]:
-    """The last statements fetched (channel, day, version, counts: no customer data)."""
+def recent_statements(session: Session, staff: StaffMember, limit: int = 14) -> list[Statement]:
+    """The last statements fetched (channel, day, version, counts and totals of every
+    district): for supervisors and admins only."""
+    if staff.role not in UNOWNED_ROLES:
+        return []
     return list(session.scalars(sa.select(Statement).order_by(
         Statement.bill_date.desc(), Statement.channel, Statement.version.desc()).limit(limit)))
 

@@ -54,7 +54,7 @@ def reconcile_list() -> ResponseReturnValue:
     return render_template("backoffice/reconcile.html",
                            worklist=scoped.worklist(db.session, staff),
                            settled=scoped.settled(db.session, staff),
-                           statements=scoped.recent_statements(db.session))
+                           statements=scoped.recent_statements(db.session, staff))
 
 
 def _order(diff: Difference) -> PaymentOrder | None:

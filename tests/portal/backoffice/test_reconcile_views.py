@@ -32,11 +32,13 @@ def test_collector_sees_own_district_only_supervisor_also_unowned(app, web, cloc
     staff_login(web, clock, "bj-collector")
     page = text_of(web.get("/staff/reconcile?lang=en"))
     assert "DF-OWN" in page and "DF-OTHER" not in page and "DF-NOBODY" not in page
+    assert "SHA-256" not in page  # statements' totals span districts: supervisors and admins
     assert web.get(f"/staff/reconcile/differences/{ids['none']}").status_code == 404
     web2 = type(web)(app.test_client())
     staff_login(web2, clock, "bj-supervisor")
     page = text_of(web2.get("/staff/reconcile?lang=en"))
     assert "DF-OWN" in page and "DF-NOBODY" in page and "DF-OTHER" not in page
+    assert "SHA-256" in page
     assert web2.get(f"/staff/reconcile/differences/{ids['none']}").status_code == 200
 
 
