@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         dispute_views,
         plan_views,
         reading_views,
+        reconcile_views,
         refund_views,
     )
     from portal.backoffice.views import bp as backoffice_bp

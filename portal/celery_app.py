@@ -27,6 +27,10 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
                                        "schedule": timedelta(hours=1)},
     # daily at 01:30 Beijing time (the schedule is in UTC): plans' defaults, completions, reminders
     "plan-sweep": {"task": "portal.tasks.plan_sweep", "schedule": crontab(minute=30, hour=17)},
+    # T-1 statements: WeChat's and Alipay's are ready after 10:00 Beijing (02:00 UTC)
+    **{f"reconcile-{name}": {"task": "portal.tasks.reconcile_statement", "args": (name,),
+                             "schedule": crontab(hour=2, minute=30 + 5 * i)}
+       for i, name in enumerate(("wechat", "alipay", "stripe"))},
 }
 
 

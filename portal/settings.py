@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     @property
     def plan_attachment_dir(self) -> Path:
         return self.plans.attachment_dir or INSTANCE / "attachments" / "plans"
+    # Reconciliation: where fetched statements are kept (<dir>/<channel>/<date>/<sha256>.<ext>)
+    reconcile_dir: Path = INSTANCE / "statements"
 
     # Disputes: the SLA in Chinese working days (holidays skipped, adjusted weekends counted),
     # and the customer's attachments (images or PDF), kept outside the web root
