@@ -14,6 +14,8 @@ from portal.backoffice import service as staff_service
 from portal.backoffice.models import StaffRole
 from portal.billing_cli import billing
 from portal.extensions import db
+from portal.readings_cli import readings_cli
+from portal.reconcile_cli import reconcile_command
 
 demo_cli = AppGroup("demo", help="Demo data for the embedded default.")
 staff_cli = AppGroup("staff", help="Back-office staff.")
@@ -30,6 +32,11 @@ def demo_seed() -> None:
         click.echo("Demo data is already there; nothing changed.")
     else:
         demo.seed(db.session, context.clock(), context.today())
+        db.session.commit()
+        settings = context.settings()
+        for line in demo.seed_reconciliation(db.session, context.clock(), context.today(),
+                                             settings.reconcile_dir, settings.zone):
+            click.echo(line)
         click.echo("Demo data created.")
     db.session.commit()
     for line in demo.describe():
@@ -83,3 +90,5 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(demo_cli)
     app.cli.add_command(staff_cli)
     app.cli.add_command(billing)
+    app.cli.add_command(readings_cli)
+    app.cli.add_command(reconcile_command)

@@ -22,6 +22,7 @@ from payments.channels.stripe import StripeSettings
 from payments.channels.wechat import WechatPaySettings
 from payments.janitor import JanitorPolicy
 from portal.miniprogram.wxlogin import MiniProgramSettings
+from portal.plans.policy import PlanPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
@@ -93,6 +94,42 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:5000"  # how channels reach us: notify and return URLs
     sandbox: bool = False  # demo: channels without settings point at payments.sandbox gateways
     sandbox_url: str = "http://127.0.0.1:5100"  # where ``python -m payments.sandbox`` serves
+    plans: PlanPolicy = PlanPolicy()  # payment plan rules: DIANFEI_PLANS__* (plans/policy.py)
+
+    @property
+    def plan_attachment_dir(self) -> Path:
+        return self.plans.attachment_dir or INSTANCE / "attachments" / "plans"
+    # Reconciliation: where fetched statements are kept (<dir>/<channel>/<date>/<sha256>.<ext>)
+    reconcile_dir: Path = INSTANCE / "statements"
+
+    # Disputes: the SLA in Chinese working days (holidays skipped, adjusted weekends counted),
+    # and the customer's attachments (images or PDF), kept outside the web root
+    dispute_sla_working_days: int = Field(default=5, ge=1, le=60)
+    dispute_attachment_max_bytes: int = Field(default=3 * 1024 * 1024, ge=1024,
+                                              le=3 * 1024 * 1024)
+    dispute_attachments_dir: Path = INSTANCE / "attachments" / "disputes"
+
+    # Self-reported meter readings (portal.readings): customers may submit from
+    # reading_window_first_day to reading_window_last_day of each month (a last day past the
+    # month's end means its last day); reading_windows overrides both per district code, e.g.
+    # DIANFEI_READING_WINDOWS='{"hz-xihu": [20, 26]}'. Photos are kept under reading_photo_dir.
+    reading_window_first_day: int = Field(default=20, ge=1, le=31)
+    reading_window_last_day: int = Field(default=31, ge=1, le=31)
+    reading_windows: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    reading_meter_digits: int = Field(default=6, ge=4, le=9)  # whole-kWh digits before a wrap
+    reading_photo_dir: Path = INSTANCE / "reading-photos"
+    reading_photo_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=10 * 1024 * 1024)
+    reading_photo_max_pixels: int = Field(default=50_000_000, ge=10_000, le=100_000_000)
+
+    @model_validator(mode="after")
+    def _reading_windows_are_days(self) -> Settings:
+        windows = {"default": (self.reading_window_first_day, self.reading_window_last_day),
+                   **self.reading_windows}
+        for name, (first, last) in windows.items():
+            if not 1 <= first <= last <= 31:
+                raise SettingsError(f"reading window {name}: days must satisfy "
+                                    f"1 <= first <= last <= 31, got {first}..{last}")
+        return self
 
     @model_validator(mode="after")
     def _production_is_complete(self) -> Settings:

@@ -53,3 +53,36 @@ def purge_broker_messages(older_than_hours: int = 24) -> int:
             return result.rowcount
     finally:
         engine.dispose()
+
+
+@shared_task(name="portal.tasks.plan_sweep")
+def plan_sweep() -> int:
+    """Daily: record paid installments, complete plans, default those past the grace period,
+    remind installments due soon (portal.plans.service.sweep). Commits once."""
+    from portal.plans import service as plans
+
+    settings = context.settings()
+    report = plans.sweep(db.session, context.clock(), settings.plans, settings.zone)
+    db.session.commit()
+    return report.completed + report.defaulted
+
+
+@shared_task(name="portal.tasks.reconcile_statement")
+def reconcile_statement(channel_name: str, day: str | None = None) -> int:
+    """Fetch, keep and match one channel's statement of ``day`` (default: yesterday in the
+    utility's zone); the same file again changes nothing. Returns the differences found."""
+    from datetime import date
+
+    from payments.reconcile import service as reconcile
+    from portal.kernel.clock import local_today
+
+    settings = context.settings()
+    channel = channels().get(channel_name)
+    if channel is None:
+        return 0  # not enabled here
+    when = date.fromisoformat(day) if day else local_today(context.clock(), settings.zone) - \
+        timedelta(days=1)
+    result = reconcile.run_day(db.session, context.clock(), channel_name, when,
+                               channel.fetch_statement(when), directory=settings.reconcile_dir,
+                               zone=settings.zone, channel=channel)
+    return sum(result.found.values())

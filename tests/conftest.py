@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from flask.testing import FlaskClient
 from portal.app import create_app
 from portal.extensions import db
 from portal.kernel.clock import FrozenClock
+from portal.plans.policy import PlanPolicy
 from portal.settings import Settings
 from tests.helpers import FormClient
 
@@ -114,6 +116,10 @@ def _settings(url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "env": "test", "database_url": url, "secret_key": TEST_SECRET,
         "broker_url": "memory://", "ratelimit_storage_url": "memory://",
+        # payment plan attachments: never into the repository's instance folder
+        "plans": PlanPolicy(attachment_dir=Path(tempfile.gettempdir()) / "dianfei-test-plans"),
+        # statements kept by reconciliation: never into instance/
+        "reconcile_dir": Path(tempfile.gettempdir()) / "dianfei-test-statements",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -174,9 +180,10 @@ def settings_overrides() -> dict[str, object]:
 
 
 @pytest.fixture
-def app(database_url: str, clock: FrozenClock,
-        settings_overrides: dict[str, object]) -> Iterator[Flask]:
-    app = create_app(_settings(database_url, **settings_overrides), clock=clock)
+def app(database_url: str, clock: FrozenClock, settings_overrides: dict[str, object],
+        tmp_path: Path) -> Iterator[Flask]:
+    overrides = {"reading_photo_dir": tmp_path / "reading-photos", **settings_overrides}
+    app = create_app(_settings(database_url, **overrides), clock=clock)
     app.config["TESTING"] = True
     yield app
     with app.app_context():

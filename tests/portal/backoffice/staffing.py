@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
+from pathlib import Path
 
 import pyotp
 import sqlalchemy as sa
@@ -12,11 +13,15 @@ from werkzeug.test import TestResponse
 from payments import service as payments
 from payments.channels.base import Scene, Trade, TradeState
 from payments.models import PaymentOrder, Refund
-from portal.accounts.models import ElectricityAccount
+from payments.reconcile.models import Difference, DifferenceKind, DifferenceStatus, Statement
+from portal.accounts.models import AccountLink, ElectricityAccount
 from portal.backoffice import service
 from portal.backoffice.models import StaffMember, StaffRole
+from portal.bills.models import Bill
 from portal.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET
 from portal.kernel.clock import FrozenClock
+from portal.plans.models import PaymentPlan, PlanBill
+from portal.plans.service import store_attachment
 from tests.helpers import FormClient
 
 
@@ -73,3 +78,106 @@ def requested_refund(session: Session, clock: FrozenClock, order: PaymentOrder,
     session.commit()
     session.refresh(refund)
     return refund
+
+
+def requested_plan(session: Session, clock: FrozenClock, account_no: str,
+                   attachment_dir: Path) -> PaymentPlan:
+    """A payment plan requested for the newest bill of a demo account, with a PDF attachment
+    stored in ``attachment_dir``; written directly (the routes' access rules are under test, not
+    eligibility). Committed."""
+    account = session.scalar(sa.select(ElectricityAccount)
+                             .where(ElectricityAccount.account_no == account_no))
+    assert account is not None
+    bill = session.scalar(sa.select(Bill).where(Bill.account_id == account.id)
+                          .order_by(Bill.period.desc()).limit(1))
+    customer_id = session.scalar(sa.select(AccountLink.customer_id)
+                                 .where(AccountLink.account_id == account.id).limit(1))
+    assert bill is not None and customer_id is not None
+    stored = store_attachment(attachment_dir, b"%PDF-1.4 proof", "proof.pdf", 1024)
+    now = clock.now()
+    plan = PaymentPlan(account_id=account.id, customer_id=customer_id, total_fen=bill.total_fen,
+                       reason="cash flow", requested_installments=3,
+                       requested_first_due_on=date(2027, 1, 10), installment_count=3,
+                       first_due_on=date(2027, 1, 10), attachment_key=stored.key,
+                       attachment_type=stored.content_type, attachment_name=stored.name,
+                       requested_at=now, updated_at=now,
+                       bills=[PlanBill(bill_id=bill.id, seq=0, amount_fen=bill.total_fen)])
+    session.add(plan)
+    session.commit()
+    return plan
+
+
+def dispute_with_file(session: Session, clock: FrozenClock, account_no: str,
+                      store_dir: Path) -> tuple[int, int]:
+    """A dispute, opened by the account's demo customer on its newest issued bill, with one PNG
+    attached: (dispute id, attachment id). Committed."""
+    from portal.accounts.models import AccountLink
+    from portal.bills.models import Bill, BillStatus
+    from portal.disputes import service as disputes
+    from portal.disputes.attachments import AttachmentStore, Upload, check
+    from portal.disputes.models import DisputeCategory
+    from tests.portal.disputes.helpers import png_bytes
+
+    bill = session.scalars(sa.select(Bill).join(ElectricityAccount).where(
+        ElectricityAccount.account_no == account_no, Bill.status == BillStatus.ISSUED)
+        .order_by(Bill.period.desc(), Bill.version.desc()).limit(1)).one()
+    customer_id = session.scalars(sa.select(AccountLink.customer_id)
+                                  .where(AccountLink.account_id == bill.account_id)).first()
+    assert customer_id is not None
+    dispute = disputes.open_dispute(
+        session, clock, customer_id=customer_id, bill=bill, category=DisputeCategory.READING,
+        description="读数不对", disputed_fen=None, files=[check(Upload("m.png", png_bytes()),
+                                                                 1 << 20)],
+        store=AttachmentStore(store_dir), sla_working_days=5, today=bill.due_date)
+    session.commit()
+    return dispute.id, dispute.events[0].attachments[0].id
+
+
+def flagged_reading(session: Session, clock: FrozenClock, account_no: str,
+                    customer_phone: str | None = None, value: str = "99999") -> int:
+    """A self-reading of the account's meter for next month's period, flagged (usage far above
+    the average), with a stored photo. Committed; returns its id."""
+    from decimal import Decimal
+
+    from portal import context
+    from portal.accounts.models import Customer, Meter
+    from portal.readings import photos
+    from portal.readings.models import Reading, ReadingSource, ReadingStatus
+    from tests.portal.readings.conftest import jpeg
+
+    meter = session.scalars(sa.select(Meter).join(ElectricityAccount).where(
+        ElectricityAccount.account_no == account_no)).first()
+    assert meter is not None
+    customer_id = session.scalar(sa.select(Customer.id).where(Customer.phone == customer_phone))
+    key = photos.store(context.settings().reading_photo_dir, jpeg())
+    reading = Reading(meter_id=meter.id, period="2099-12", read_on=clock.now().date(),
+                      value_kwh=Decimal(value), source=ReadingSource.CUSTOMER,
+                      status=ReadingStatus.FLAGGED, submitted_by_customer_id=customer_id,
+                      created_at=clock.now(), photo_key=key,
+                      flag_reason="usage_high kwh=90000 average=300 months=6")
+    session.add(reading)
+    session.commit()
+    return reading.id
+
+
+def difference(session: Session, clock: FrozenClock, account_no: str | None,
+               order_no: str = "DF-RECON-1", kind: DifferenceKind = DifferenceKind.AMOUNT_MISMATCH,
+               day: date = date(2026, 12, 2)) -> Difference:
+    """An open reconciliation difference about ``order_no`` of the demo account (none: a
+    difference without an account), on a WeChat statement of ``day``. Committed."""
+    statement = session.scalar(sa.select(Statement).filter_by(channel="wechat", bill_date=day))
+    if statement is None:
+        statement = Statement(channel="wechat", bill_date=day, version=1, sha256="0" * 64,
+                              fetched_at=clock.now(), matched_at=clock.now())
+        session.add(statement)
+        session.flush()
+    account_id = None if account_no is None else session.scalar(
+        sa.select(ElectricityAccount.id).where(ElectricityAccount.account_no == account_no))
+    diff = Difference(statement_id=statement.id, channel="wechat", bill_date=day,
+                      key=f"payment:{order_no}", kind=kind, status=DifferenceStatus.OPEN,
+                      order_no=order_no, channel_amount_fen=8100, local_amount_fen=8000,
+                      channel_status="SUCCESS", local_status="succeeded",
+                      account_id=account_id, created_at=clock.now())
+    session.add(diff)
+    session.commit()
+    return diff
