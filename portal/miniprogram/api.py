@@ -12,11 +12,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from flask import Flask, current_app, g, get_template_attribute, request
 from flask_babel import gettext as _
 from flask_smorest import Api, Blueprint
+from webargs.flaskparser import FlaskParser
+from webargs.multidictproxy import MultiDictProxy
+from werkzeug.datastructures import CombinedMultiDict
 
 from billing_adapter.local.tariffs import TariffBook
 from notifications import consents
@@ -72,7 +75,21 @@ class BadCredentials(DomainError):
     code = "bind_credentials"
 
 
-blp = Blueprint("mp", __name__, url_prefix=URL_PREFIX,
+class MpBlueprint(Blueprint):  # type: ignore[misc]
+    """flask-smorest's Blueprint with one more body location: a multipart form whose fields
+    and files are read by one schema (wx.uploadFile sends the photo with the values)."""
+
+    ARGUMENTS_PARSER = FlaskParser()
+    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING: ClassVar[dict[str, str]] = {
+        **Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING, schemas.MULTIPART: "multipart/form-data"}
+
+
+@MpBlueprint.ARGUMENTS_PARSER.location_loader(schemas.MULTIPART)
+def _form_and_files(req: Any, schema: Any) -> MultiDictProxy:
+    return MultiDictProxy(CombinedMultiDict([req.form, req.files]), schema)
+
+
+blp = MpBlueprint("mp", __name__, url_prefix=URL_PREFIX,
                 description="WeChat mini-program API (bearer tokens; errors are Error objects)")
 csrf.exempt(blp)  # bearer tokens only, no cookies: see the module docstring
 
@@ -486,6 +503,8 @@ def init_app(app: Flask) -> None:
         API_SPEC_OPTIONS={"servers": [{"url": "/"}], "components": {"securitySchemes": {
             "bearerAuth": {"type": "http", "scheme": "bearer"}}}},
     )
+    from portal.miniprogram import readings  # noqa: F401  (its routes are on blp)
+
     api = MiniProgramApi(app)
     api.register_converter(IdConverter, lambda _converter: {"type": "integer", "minimum": 1,
                                                             "maximum": MAX_ID})

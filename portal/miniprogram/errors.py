@@ -83,7 +83,10 @@ def error_response(error: Exception) -> Response:
     if isinstance(error, DomainError):
         db.session.rollback()
         text = MESSAGES.get(error.code)
-        return json_error(error.status, error.code, str(text) if text else message_for(error))
+        field = getattr(error, "field", None)  # e.g. which reading register is wrong
+        extra = {"fields": [field]} if isinstance(field, str) and field else {}
+        return json_error(error.status, error.code, str(text) if text else message_for(error),
+                          **extra)
     if isinstance(error, BillingUnavailable):
         db.session.rollback()
         log.warning("billing system unavailable: %s", error)

@@ -3,7 +3,9 @@ into the OpenAPI document). Money is integer fen; kWh and prices are decimal str
 
 from __future__ import annotations
 
+from flask_smorest.fields import Upload
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from werkzeug.datastructures import FileStorage
 
 from payments.states import OrderStatus
 from portal.bills.service import PaymentState
@@ -204,3 +206,80 @@ class ConsentsIn(Strict):
 class ConsentsOut(Strict):
     remaining = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True,
                             metadata={"description": "messages still allowed, per event"})
+
+
+# --- self-readings ---------------------------------------------------------------------------
+
+KWH_IN = validate.Regexp(r"^[0-9]{1,10}(\.[0-9]{1,2})?$",
+                         error="a reading in kWh: digits with at most two decimals")
+MULTIPART = "form_and_files"  # portal.miniprogram.api registers this webargs location
+
+
+class ReadingIn(Strict):
+    meter_id = fields.Integer(required=True, validate=validate.Range(min=1, max=2**63 - 1))
+    value_kwh = fields.String(validate=KWH_IN, metadata={"description": "the total register"})
+    peak_kwh = fields.String(validate=KWH_IN)
+    flat_kwh = fields.String(validate=KWH_IN)
+    valley_kwh = fields.String(validate=KWH_IN)
+
+
+class ReadingUpload(ReadingIn):
+    photo = Upload(required=True, validate=lambda value: isinstance(value, FileStorage),
+                   metadata={"description": "JPEG or PNG of the meter (a file part)"})
+
+
+class WindowOut(Strict):
+    is_open = fields.Boolean(required=True)
+    period = fields.String(required=True)
+    opens_on = fields.Date(required=True)
+    closes_on = fields.Date(required=True)
+
+
+class MeterOut(Strict):
+    id = fields.Integer(required=True)
+    meter_no = fields.String(required=True)
+    account_id = fields.Integer(required=True)
+    account_no = fields.String(required=True)
+    registers = fields.List(fields.String(), required=True,
+                            metadata={"description": "TOU registers to read (empty: one)"})
+    window = fields.Nested(WindowOut, required=True)
+
+
+class MetersOut(Strict):
+    meters = fields.List(fields.Nested(MeterOut), required=True)
+
+
+class PreviewOut(Strict):
+    meter_id = fields.Integer(required=True)
+    period = fields.String(required=True)
+    read_on = fields.Date(required=True)
+    previous_kwh = KWH(allow_none=True, required=True)
+    usage_kwh = KWH(allow_none=True, required=True)
+    register_usage = fields.Dict(keys=fields.String(), values=KWH(), required=True)
+    estimate_fen = fields.Integer(allow_none=True, required=True)
+    plausible = fields.Boolean(required=True)
+    warnings = fields.List(fields.String(), required=True)
+
+
+class ReadingOut(Strict):
+    id = fields.Integer(required=True)
+    meter_id = fields.Integer(required=True)
+    meter_no = fields.String(required=True)
+    account_id = fields.Integer(required=True)
+    account_no = fields.String(required=True)
+    period = fields.String(required=True)
+    read_on = fields.Date(required=True)
+    value_kwh = KWH(required=True)
+    peak_kwh = KWH(allow_none=True, required=True)
+    flat_kwh = KWH(allow_none=True, required=True)
+    valley_kwh = KWH(allow_none=True, required=True)
+    source = fields.String(required=True)
+    status = fields.String(required=True)
+    reasons = fields.List(fields.String(), required=True,
+                          metadata={"description": "why it was flagged, in words"})
+    note = fields.String(allow_none=True, required=True,
+                         metadata={"description": "staff's reason when rejected"})
+
+
+class ReadingsOut(Strict):
+    readings = fields.List(fields.Nested(ReadingOut), required=True)

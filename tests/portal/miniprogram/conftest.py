@@ -33,8 +33,9 @@ def gateways(wsgi_server, keys, clock) -> dict[str, str]:  # noqa: F811
 
 
 @pytest.fixture
-def settings_overrides(keys, gateways) -> dict[str, object]:
+def settings_overrides(keys, gateways, tmp_path) -> dict[str, object]:
     return {
+        "reading_photo_dir": tmp_path / "photos",
         "wechatpay": wechat_sandbox.channel_settings(keys, gateways["wechat"]),
         "miniprogram": MiniProgramSettings(appid=keys.appid, secret=wxa.app_secret(keys),
                                            api_base_url=gateways["wxa"] + "/"),
