@@ -3,7 +3,7 @@ services, documented by flask-smorest at /api/mp/v1/openapi.json.
 
 Authentication is a bearer token in the ``Authorization`` header, never a cookie: this API is
 exempt from CSRF only because a cross-site page cannot make a browser attach that header, and
-nothing here reads the cookie session (``current_user`` is never consulted; ``_customer`` is the
+nothing here reads the cookie session (``current_user`` is never consulted; ``caller()`` is the
 only way a view learns who is calling).
 """
 
@@ -54,6 +54,7 @@ TICKET_LIFETIME = timedelta(minutes=10)
 BIND_CODE_LIFETIME = timedelta(minutes=10)
 BEARER = [{"bearerAuth": []}]
 
+
 class WxCodeRejected(DomainError):
     code = "wx_code_rejected"
 
@@ -90,7 +91,7 @@ def _form_and_files(req: Any, schema: Any) -> MultiDictProxy:
 
 
 blp = MpBlueprint("mp", __name__, url_prefix=URL_PREFIX,
-                description="WeChat mini-program API (bearer tokens; errors are Error objects)")
+                  description="WeChat mini-program API (bearer tokens; errors are Error objects)")
 csrf.exempt(blp)  # bearer tokens only, no cookies: see the module docstring
 
 
@@ -130,7 +131,7 @@ def bind_code_for(customer: Customer) -> tokens.Issued:
         {"c": customer.id, "o": tokens.fingerprint(customer.wechat_openid)}, BIND_CODE_LIFETIME)
 
 
-def _customer() -> Customer:
+def caller() -> Customer:
     if "mp_customer" in g:
         return g.mp_customer  # type: ignore[no-any-return]
     scheme, _sep, token = request.headers.get("Authorization", "").partition(" ")
@@ -157,7 +158,7 @@ def authenticated(view: Callable[..., Any]) -> Callable[..., Any]:
     anonymous caller learns nothing but 401); placed under ``@blp.doc(security=BEARER)``."""
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _customer()
+        caller()
         return view(*args, **kwargs)
     return wrapper
 
@@ -180,7 +181,7 @@ def _bill_row(summary: bills.BillSummary) -> dict[str, Any]:
             "state": summary.state.value}
 
 
-def _text(value: Any) -> str | None:
+def text_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
@@ -194,7 +195,7 @@ def _order_row(order: PaymentOrder) -> dict[str, Any]:
 
 def _owned_order(order_no: str) -> PaymentOrder:
     order = payments.order_by_no(db.session, order_no[:40])
-    if order is None or not accounts.is_linked(db.session, _customer().id, order.account_id):
+    if order is None or not accounts.is_linked(db.session, caller().id, order.account_id):
         raise NotFound()
     return order
 
@@ -308,7 +309,7 @@ def _bind_code_customer(code: str) -> Customer:
 @blp.response(200, schemas.AccountsOut)
 def account_list() -> dict[str, Any]:
     """The customer's linked electricity accounts with what each owes."""
-    linked = accounts.linked_accounts(db.session, _customer().id)
+    linked = accounts.linked_accounts(db.session, caller().id)
     owed = ledger.owed_by_account(db.session, [a.id for a in linked])
     return {"accounts": [_account_row(a, owed[a.id]) for a in linked]}
 
@@ -321,11 +322,11 @@ def account_list() -> dict[str, Any]:
 @blp.alt_response(400, schema=schemas.Error, description="link_mismatch")
 @blp.alt_response(409, schema=schemas.Error, description="already_linked")
 @limiter.shared_limit(lambda: context.settings().link_rate_limit, accounts.LINK_LIMIT_SCOPE,
-                      key_func=lambda: f"link:{_customer().id}", deduct_when=_failed)
+                      key_func=lambda: f"link:{caller().id}", deduct_when=_failed)
 def account_link(data: dict[str, Any]) -> dict[str, Any]:
     """Link an account (户号 + holder name + last 4 meter digits); the website's rule and its
     rate limit (shared with the website: one counter per customer)."""
-    link = accounts.link_account(db.session, context.clock(), _customer(), data["account_no"],
+    link = accounts.link_account(db.session, context.clock(), caller(), data["account_no"],
                                  data["holder_name"], data["meter_last4"])
     db.session.commit()
     owed = ledger.owed_by_account(db.session, [link.account_id])[link.account_id]
@@ -339,7 +340,7 @@ def account_link(data: dict[str, Any]) -> dict[str, Any]:
 @blp.alt_response(404, schema=schemas.Error)
 def account_bills(account_id: int) -> dict[str, Any]:
     """The account's bills, newest period first (the newest version of each)."""
-    account = accounts.owned_account(db.session, _customer().id, account_id)
+    account = accounts.owned_account(db.session, caller().id, account_id)
     rows = bills.summaries(db.session, bills.account_bills(db.session, account.id),
                            context.today())
     return {"bills": [_bill_row(s) for s in rows]}
@@ -353,12 +354,12 @@ def account_bills(account_id: int) -> dict[str, Any]:
 @blp.alt_response(404, schema=schemas.Error)
 def usage(query: dict[str, Any], account_id: int) -> dict[str, Any]:
     """Monthly usage for a chart (the website's usage series), oldest period first."""
-    account = accounts.owned_account(db.session, _customer().id, account_id)
+    account = accounts.owned_account(db.session, caller().id, account_id)
     points = bills.usage_history(db.session, account.id, months=query["months"])
     return {"periods": [p.period for p in points], "kwh": [str(p.kwh) for p in points],
-            "peak": [_text(p.peak_kwh) for p in points],
-            "flat": [_text(p.flat_kwh) for p in points],
-            "valley": [_text(p.valley_kwh) for p in points],
+            "peak": [text_or_none(p.peak_kwh) for p in points],
+            "flat": [text_or_none(p.flat_kwh) for p in points],
+            "valley": [text_or_none(p.valley_kwh) for p in points],
             "total_fen": [p.total_fen for p in points]}
 
 
@@ -370,7 +371,7 @@ def usage(query: dict[str, Any], account_id: int) -> dict[str, Any]:
 def bill_detail(bill_id: int) -> dict[str, Any]:
     """One bill with its lines (label and kWh × price), tier progress and late fee so far."""
     bill = bills.bill_with_lines(db.session, bill_id)
-    if bill is None or not accounts.is_linked(db.session, _customer().id, bill.account_id):
+    if bill is None or not accounts.is_linked(db.session, caller().id, bill.account_id):
         raise NotFound()
     (summary,) = bills.summaries(db.session, [bill], context.today())
     progress = explain.tier_progress(db.session, TariffBook.from_db(db.session), bill)
@@ -379,7 +380,7 @@ def bill_detail(bill_id: int) -> dict[str, Any]:
             "progress": None if progress is None else {
                 "annual": progress.annual, "used_kwh": str(progress.used_kwh),
                 "bounds": [str(b) for b in progress.bounds], "tier": progress.tier,
-                "left_kwh": _text(progress.left_kwh), "start": progress.start,
+                "left_kwh": text_or_none(progress.left_kwh), "start": progress.start,
                 "end": progress.end},
             "late_fee": None if fee is None else {
                 "days": fee.days, "arrears_fen": fee.arrears_fen, "fee_fen": fee.fee_fen,
@@ -392,8 +393,8 @@ def _line_row(line: Any) -> dict[str, Any]:
 
     return {"seq": line.seq, "kind": line.kind.value, "label": macro("line_label"),
             "derivation": macro("line_derivation"), "tier": line.tier,
-            "register": line.register, "kwh": _text(line.kwh),
-            "unit_price": _text(line.unit_price), "amount_fen": line.amount_fen}
+            "register": line.register, "kwh": text_or_none(line.kwh),
+            "unit_price": text_or_none(line.unit_price), "amount_fen": line.amount_fen}
 
 
 # --- paying ----------------------------------------------------------------------------------
@@ -410,7 +411,7 @@ def _line_row(line: Any) -> dict[str, Any]:
 def pay(data: dict[str, Any], account_id: int) -> dict[str, Any]:
     """Pay the chosen bills with WeChat Pay (JSAPI): answers the wx.requestPayment()
     parameters; then poll the order (or refresh it) for the outcome."""
-    customer = _customer()
+    customer = caller()
     account = accounts.owned_account(db.session, customer.id, account_id)
     channel = channels().get("wechat")
     if channel is None:
@@ -468,7 +469,7 @@ def _consents_left(customer_id: int) -> dict[str, Any]:
 @blp.response(200, schemas.ConsentsOut)
 def consent_counts() -> dict[str, Any]:
     """How many messages of each event the customer still allows."""
-    return _consents_left(_customer().id)
+    return _consents_left(caller().id)
 
 
 @blp.route("/consents", methods=["POST"])
@@ -478,7 +479,7 @@ def consent_counts() -> dict[str, Any]:
 @blp.response(200, schemas.ConsentsOut)
 def consent_record(data: dict[str, Any]) -> dict[str, Any]:
     """Record what wx.requestSubscribeMessage() returned as accepted: one message each."""
-    customer_id = _customer().id
+    customer_id = caller().id
     consents.record_consents(db.session, context.clock(), customer_id, data["events"])
     db.session.commit()
     return _consents_left(customer_id)

@@ -16,7 +16,7 @@ from portal.billing import billing_system
 from portal.extensions import db
 from portal.messages import reading_flag_text
 from portal.miniprogram import schemas
-from portal.miniprogram.api import BEARER, _customer, _text, authenticated, blp
+from portal.miniprogram.api import BEARER, authenticated, blp, caller, text_or_none
 from portal.readings import service as readings
 from portal.readings.models import Reading
 
@@ -34,8 +34,8 @@ def _reading_row(row: Reading) -> dict[str, Any]:
     return {"id": row.id, "meter_id": row.meter_id, "meter_no": row.meter.meter_no,
             "account_id": row.meter.account_id, "account_no": row.meter.account.account_no,
             "period": row.period, "read_on": row.read_on, "value_kwh": str(row.value_kwh),
-            "peak_kwh": _text(row.peak_kwh), "flat_kwh": _text(row.flat_kwh),
-            "valley_kwh": _text(row.valley_kwh), "source": row.source.value,
+            "peak_kwh": text_or_none(row.peak_kwh), "flat_kwh": text_or_none(row.flat_kwh),
+            "valley_kwh": text_or_none(row.valley_kwh), "source": row.source.value,
             "status": row.status.value, "reasons": reading_flag_text(row.flag_reason),
             "note": row.decision_note}
 
@@ -47,7 +47,7 @@ def _reading_row(row: Reading) -> dict[str, Any]:
 def meters() -> dict[str, Any]:
     """The meters of the customer's linked accounts, with this month's reading window."""
     choices = readings.meters_for_customer(db.session, context.clock(), context.settings(),
-                                           _customer().id)
+                                           caller().id)
     return {"meters": [{
         "id": c.meter.id, "meter_no": c.meter.meter_no, "account_id": c.account.id,
         "account_no": c.account.account_no, "registers": list(c.registers),
@@ -66,11 +66,11 @@ def meters() -> dict[str, Any]:
 def reading_preview(data: dict[str, Any]) -> dict[str, Any]:
     """What submitting this reading would mean (usage, estimated bill, warnings); writes
     nothing."""
-    preview = readings.preview(db.session, context.clock(), context.settings(), _customer().id,
+    preview = readings.preview(db.session, context.clock(), context.settings(), caller().id,
                                _entry(data))
     return {"meter_id": preview.meter_id, "period": preview.period,
-            "read_on": preview.read_on, "previous_kwh": _text(preview.previous_kwh),
-            "usage_kwh": _text(preview.usage_kwh),
+            "read_on": preview.read_on, "previous_kwh": text_or_none(preview.previous_kwh),
+            "usage_kwh": text_or_none(preview.usage_kwh),
             "register_usage": {k: str(v) for k, v in preview.register_usage.items()},
             "estimate_fen": preview.estimate_fen, "plausible": preview.plausible,
             "warnings": [text for flag in preview.flags
@@ -90,7 +90,7 @@ def reading_submit(data: dict[str, Any]) -> dict[str, Any]:
     plausible, otherwise flagged for staff (the answer says which, and why)."""
     settings = context.settings()
     photo = data["photo"]
-    row = readings.submit(db.session, context.clock(), settings, _customer().id, _entry(data),
+    row = readings.submit(db.session, context.clock(), settings, caller().id, _entry(data),
                           photo.stream.read(settings.reading_photo_max_bytes + 1),
                           photo.filename, system=billing_system(db.session))
     db.session.commit()
@@ -103,5 +103,5 @@ def reading_submit(data: dict[str, Any]) -> dict[str, Any]:
 @authenticated
 def reading_list() -> dict[str, Any]:
     """The readings of the customer's meters (every source), newest first."""
-    rows = readings.list_for_customer(db.session, _customer().id)
+    rows = readings.list_for_customer(db.session, caller().id)
     return {"readings": [_reading_row(row) for row in rows]}
