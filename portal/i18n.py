@@ -41,5 +41,12 @@ def init_app(app: Flask) -> None:
 
 
 def message_for(error: DomainError) -> str:
-    """A sentence a person can act on, in the request's language, for a domain error's code."""
-    return str(MESSAGES.get(error.code, GENERIC))
+    """A sentence a person can act on, in the request's language, for a domain error's code
+    (its ``params`` filled in: the file's name, a limit)."""
+    text = str(MESSAGES.get(error.code, GENERIC))
+    if not error.params:
+        return text
+    try:
+        return text % error.params
+    except (KeyError, TypeError, ValueError):  # words and params out of step: say the words
+        return text
