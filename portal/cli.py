@@ -22,7 +22,8 @@ STAFF_PASSWORD_ENV = "DIANFEI_STAFF_PASSWORD"  # noqa: S105 - the variable's nam
 
 @demo_cli.command("seed")
 def demo_seed() -> None:
-    """Create demo districts, customers, accounts, readings and bills (once), print sign-ins.
+    """Create demo districts, customers, accounts, readings and bills, a payment plan and a
+    dispute (once), print sign-ins.
 
     The shipped tariffs are (re)loaded into the database every time (an idempotent upsert)."""
     load_tariffs(db.session)
@@ -30,6 +31,7 @@ def demo_seed() -> None:
         click.echo("Demo data is already there; nothing changed.")
     else:
         demo.seed(db.session, context.clock(), context.today())
+        demo.seed_cases(db.session, context.clock(), context.settings())
         click.echo("Demo data created.")
     db.session.commit()
     for line in demo.describe():

@@ -116,8 +116,8 @@ def dispute_with_file(session: Session, clock: FrozenClock, account_no: str,
     from portal.accounts.models import AccountLink
     from portal.bills.models import Bill, BillStatus
     from portal.disputes import service as disputes
-    from portal.kernel.uploads import FileStore, Upload, check
     from portal.disputes.models import DisputeCategory
+    from portal.kernel.uploads import FileStore, Upload, check
     from tests.portal.disputes.helpers import png_bytes
 
     bill = session.scalars(sa.select(Bill).join(ElectricityAccount).where(

@@ -17,6 +17,7 @@ from portal.plans.policy import PlanPolicy
 from tests.helpers import FormClient, csrf_token, text_of
 from tests.portal.backoffice.staffing import staff_login
 
+
 @pytest.fixture
 def settings_overrides(tmp_path) -> dict[str, object]:
     return {"plans": PlanPolicy(attachment_dir=tmp_path / "plans")}
