@@ -122,9 +122,9 @@ MESSAGES.update({
 
 # Uploaded files (portal.kernel.uploads): params name, kinds, limit, megapixels, count
 MESSAGES.update({
-    "upload_type": _l("“%(name)s” is not a %(kinds)s file. Files are judged by their "
-                      "content, not their name: attach a photo or a scan saved as one of these "
-                      "kinds."),
+    "upload_type": _l("“%(name)s” is not a kind of file accepted here (%(kinds)s). Files are "
+                      "judged by their content, not their name: attach a photo or a scan saved "
+                      "as one of these kinds."),
     "upload_unreadable": _l("“%(name)s” is damaged or incomplete and cannot be opened. "
                             "Save or scan it again and attach the new file."),
     "upload_pixels": _l("“%(name)s” has too many pixels (at most %(megapixels)s "
