@@ -4,9 +4,10 @@ the caller after its access check. Flask-free; the web layer reads the request a
 A file is accepted when its bytes are one of the allowed kinds (``filetype`` reads the magic
 numbers), whatever its name says, and it is not too large. An image must decode to the end with
 Pillow and stay under a pixel limit (a "decompression bomb" is refused, never decoded); a PDF
-must end with ``%%EOF`` (a PDF header on a truncated or other file is refused). On request an
-image is decoded and encoded again: its EXIF (GPS position, camera) and anything hidden after
-the picture are dropped, its orientation is applied to the pixels.
+must end with ``%%EOF`` (a PDF header on a truncated or other file is refused). On request
+(``Reencode``) an image is stored as a new file made from its pixels: its EXIF (GPS position,
+camera) and anything hidden after the picture are dropped, its orientation is applied, and it
+may become a JPEG and be scaled down.
 
 The name the person gave is kept only to be shown (its last path component, printable, cut to
 length); the stored file gets ``<32 hex digits>.<extension of its real type>`` in one folder, and
@@ -81,15 +82,25 @@ class TooManyUploads(UploadRefused):
 # --- rules and checks ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class Reencode:
+    """Store a new file made from an image's pixels alone instead of the bytes sent: no EXIF
+    (GPS position, phone model), ICC profile or comment survives; the EXIF orientation is
+    applied first. ``as_jpeg``: a PNG becomes a JPEG too; ``max_side``: scaled down to fit."""
+
+    as_jpeg: bool = False
+    max_side: int | None = None
+    jpeg_quality: int = 85
+
+
+@dataclass(frozen=True)
 class UploadRules:
-    """What a form accepts. ``reencode_images``: store a decoded and re-encoded copy of an image
-    (EXIF stripped, orientation applied) instead of the bytes sent."""
+    """What a form accepts; ``reencode``: how images are re-encoded (None: kept as sent)."""
 
     max_bytes: int
     kinds: frozenset[str] = PHOTOS_AND_PDF
     max_files: int = 1
     max_pixels: int = 40_000_000
-    reencode_images: bool = False
+    reencode: Reencode | None = None
 
     def __post_init__(self) -> None:
         if not self.kinds or not self.kinds <= EXTENSIONS.keys():
@@ -162,17 +173,20 @@ def _open_image(data: bytes, name: str, rules: UploadRules) -> Image.Image:
         raise UploadUnreadable(name) from None
 
 
-def _reencode(image: Image.Image, content_type: str) -> bytes:
-    """The pixels alone, encoded again: no EXIF or other metadata, orientation applied."""
-    upright = ImageOps.exif_transpose(image)
-    if content_type == JPEG and upright.mode not in ("RGB", "L"):
-        upright = upright.convert("RGB")
+def _reencode(image: Image.Image, content_type: str, how: Reencode) -> tuple[str, bytes]:
+    """``(content type, bytes)`` of the pixels alone, encoded again."""
+    pixels = ImageOps.exif_transpose(image)
+    if how.max_side is not None:
+        pixels.thumbnail((how.max_side, how.max_side))
+    target = JPEG if how.as_jpeg else content_type
+    if target == JPEG and pixels.mode not in ("RGB", "L"):
+        pixels = pixels.convert("RGB")
     out = io.BytesIO()
-    if content_type == JPEG:
-        upright.save(out, format="JPEG", quality=90, optimize=True)
+    if target == JPEG:
+        pixels.save(out, format="JPEG", quality=how.jpeg_quality, optimize=True)
     else:
-        upright.save(out, format=_PILLOW_FORMATS[content_type], optimize=True)
-    return out.getvalue()
+        pixels.save(out, format=_PILLOW_FORMATS[target], optimize=True)
+    return target, out.getvalue()
 
 
 def check(upload: Upload, rules: UploadRules) -> CheckedFile:
@@ -188,8 +202,8 @@ def check(upload: Upload, rules: UploadRules) -> CheckedFile:
     if mime in PHOTOS:
         image = _open_image(data, name, rules)
         try:
-            if rules.reencode_images:
-                data = _reencode(image, mime)
+            if rules.reencode is not None:
+                mime, data = _reencode(image, mime, rules.reencode)
         finally:
             image.close()
     elif b"%%EOF" not in data[-1024:]:
@@ -215,7 +229,7 @@ class FileStore:
 
     def save(self, checked: CheckedFile) -> str:
         """The stored file's name (to keep on the row that owns it)."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         name = f"{secrets.token_hex(16)}.{checked.extension}"
         with open(self.root / name, "xb") as out:  # never overwrites
             out.write(checked.data)

@@ -126,7 +126,8 @@ def test_images_can_be_reencoded_without_their_exif() -> None:
     assert kept.data == sent  # by default the bytes are kept as sent
     assert Image.open(io.BytesIO(kept.data)).getexif().get(0x0110) == "Secret Phone 9"
 
-    rules = UploadRules(max_bytes=RULES.max_bytes, kinds=uploads.PHOTOS, reencode_images=True)
+    rules = UploadRules(max_bytes=RULES.max_bytes, kinds=uploads.PHOTOS,
+                        reencode=uploads.Reencode())
     clean = uploads.check(Upload("meter.jpg", sent), rules)
     assert clean.content_type == "image/jpeg" and clean.data != sent
     with Image.open(io.BytesIO(clean.data)) as image:
@@ -135,5 +136,14 @@ def test_images_can_be_reencoded_without_their_exif() -> None:
     png = uploads.check(Upload("m.png", image_bytes()), rules)
     assert png.content_type == "image/png" and not Image.open(io.BytesIO(png.data)).getexif()
     # a PDF is never re-encoded
-    assert uploads.check(Upload("a.pdf", PDF), UploadRules(1 << 16, reencode_images=True)
+    assert uploads.check(Upload("a.pdf", PDF), UploadRules(1 << 16, reencode=uploads.Reencode())
                          ).data == PDF
+
+
+def test_a_photo_can_be_made_a_smaller_jpeg() -> None:
+    rules = UploadRules(max_bytes=RULES.max_bytes, kinds=uploads.PHOTOS,
+                        reencode=uploads.Reencode(as_jpeg=True, max_side=50))
+    photo = uploads.check(Upload("meter.png", image_bytes(size=(200, 100))), rules)
+    assert (photo.content_type, photo.extension) == ("image/jpeg", "jpg")
+    with Image.open(io.BytesIO(photo.data)) as image:
+        assert image.format == "JPEG" and image.size == (50, 25)
