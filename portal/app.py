@@ -80,10 +80,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     from portal.backoffice import (  # noqa: F401  (their routes are on backoffice_bp)
         dispute_views,
         plan_views,
+        reading_views,
         refund_views,
     )
     from portal.backoffice.views import bp as backoffice_bp
-    from portal.web import disputes  # noqa: F401  (its routes are on web_bp)
+    from portal.web import disputes, readings  # noqa: F401  (their routes are on web_bp)
     from portal.web.payments import bp as pay_bp
     from portal.web.plans import bp as plans_bp
     from portal.web.views import bp as web_bp

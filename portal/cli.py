@@ -14,6 +14,7 @@ from portal.backoffice import service as staff_service
 from portal.backoffice.models import StaffRole
 from portal.billing_cli import billing
 from portal.extensions import db
+from portal.readings_cli import readings_cli
 
 demo_cli = AppGroup("demo", help="Demo data for the embedded default.")
 staff_cli = AppGroup("staff", help="Back-office staff.")
@@ -85,3 +86,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(demo_cli)
     app.cli.add_command(staff_cli)
     app.cli.add_command(billing)
+    app.cli.add_command(readings_cli)

@@ -6,7 +6,10 @@ Flask-Babel looks for catalogs by locale name; the Chinese one must live in ``zh
 
 from __future__ import annotations
 
+from datetime import date
+
 from flask import Flask, request, session
+from flask_babel import format_date
 
 from portal import context
 from portal.kernel.errors import DomainError
@@ -41,12 +44,15 @@ def init_app(app: Flask) -> None:
 
 
 def message_for(error: DomainError) -> str:
-    """A sentence a person can act on, in the request's language, for a domain error's code
-    (its ``params`` filled in: the file's name, a limit)."""
+    """A sentence a person can act on, in the request's language, for a domain error's code.
+
+    An error with ``params`` fills them in; dates are written the locale's way."""
     text = str(MESSAGES.get(error.code, GENERIC))
-    if not error.params:
+    params = getattr(error, "params", None)
+    if not params or error.code not in MESSAGES:
         return text
+    values = {k: format_date(v, "long") if isinstance(v, date) else v for k, v in params.items()}
     try:
-        return text % error.params
-    except (KeyError, TypeError, ValueError):  # words and params out of step: say the words
+        return text % values
+    except (KeyError, TypeError, ValueError):
         return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 
 from billing_adapter.local.verification import decode
+from portal.readings.rules import decode as decode_flags
 
 GENERIC = _l("Something in the request was not right. Please check it and try again.")
 
@@ -45,6 +46,42 @@ MESSAGES = {
     "refund_channel_not_enabled": _l("The payment channel of this order is not enabled, so "
                                      "the refund could not be sent. Nothing was approved; ask "
                                      "an administrator to enable the channel."),
+    # Self-reported meter readings (portal.readings)
+    "reading_window_closed": _l("Meter readings cannot be submitted today. The next reading "
+                                "window opens on %(date)s."),
+    "reading_exists": _l("This meter already has a reading for this month. You can send a new "
+                         "one only if that reading is rejected."),
+    "reading_reason_required": _l("Write the reason: the customer will read it."),
+    "reading_already_decided": _l("Someone has already decided on this reading. Reload the "
+                                  "queue."),
+    "reading_billing_unavailable": _l("The billing system is not answering. Nothing was saved; "
+                                      "please try again in a few minutes."),
+    "reading_billing_refused": _l("The billing system refused this reading (%(code)s). Nothing "
+                                  "was changed: correct the value or reject the reading."),
+    "reading_value_required": _l("Enter the number shown on the meter, in kWh."),
+    "reading_value_negative": _l("A meter reading cannot be negative."),
+    "reading_value_decimals": _l("Enter at most two decimals, e.g. 1234.56."),
+    "reading_value_too_many_digits": _l("That has more digits than the meter shows. Check the "
+                                        "number again."),
+    "reading_value_not_number": _l("Enter a number such as 1234.5 (digits and one decimal "
+                                   "point)."),
+    "reading_registers_not_tou": _l("This meter has no peak/flat/valley registers: enter only "
+                                    "the total."),
+    "reading_register_unknown": _l("This meter is not read on that register; leave it empty."),
+    "reading_registers_do_not_add_up": _l("Peak, flat and valley must add up to the total."),
+    "reading_photo_required": _l("Add a photo of the meter's display."),
+    "reading_photo_not_image": _l("The photo must be a JPEG or PNG picture. Take the photo "
+                                  "again with the phone's camera."),
+    "reading_photo_too_large": _l("The photo file is too large. Send an ordinary phone photo "
+                                  "(a few MB at most)."),
+    "reading_photo_too_many_pixels": _l("The picture is far larger than a phone photo (too many "
+                                        "pixels). Send an ordinary phone photo."),
+    "reading_photo_bad_name": _l("The file name contains a folder path. Rename the photo, e.g. "
+                                 "meter.jpg, and send it again."),
+    "reading_bad_period": _l("The period must be a month written YYYY-MM, e.g. 2026-11."),
+    "reading_bad_date": _l("The date must be written YYYY-MM-DD, e.g. 2026-11-30."),
+    "reading_unknown_meter": _l("There is no such meter on this account."),
+    "reading_missing_column": _l("This value is missing or too long."),
     "dispute_bill_not_issued": _l("This bill is still being reviewed and cannot be disputed "
                                   "yet."),
     "dispute_bill_superseded": _l("This bill was replaced by a corrected version. Open the "
@@ -88,6 +125,33 @@ def review_reason_text(stored: str | None) -> list[str]:
             texts.append(str(REVIEW_REASONS[hold.reason.value]) % params)
         except KeyError:  # a detail the words need is missing: say the code, do not fail
             texts.append(hold.reason.value)
+    return texts
+
+
+# Why a self-reading is flagged: the plain warning a customer sees before confirming, and what
+# staff see in the queue (codes from portal.readings.rules).
+READING_FLAGS = {
+    "tou_sum_mismatch": _l("Peak, flat and valley add up to %(sum)s kWh, but the total register "
+                           "reads %(total)s kWh."),
+    "reading_went_down": _l("Meter %(meter)s would read %(current)s kWh, lower than its last "
+                            "reading of %(previous)s kWh."),
+    "no_previous_reading": _l("Meter %(meter)s has no earlier reading to compare with."),
+    "usage_high": _l("This means %(kwh)s kWh used, far more than your average of %(average)s kWh "
+                     "over the last %(months)s months."),
+    "usage_low": _l("This means %(kwh)s kWh used, far less than your average of %(average)s kWh "
+                    "over the last %(months)s months."),
+    "billing_rejected": _l("The billing system did not take the reading (%(code)s)."),
+}
+
+
+def reading_flag_text(stored: str | None) -> list[str]:
+    """Each reason a reading is flagged, in the current language."""
+    texts = []
+    for flag in decode_flags(stored):
+        try:
+            texts.append(str(READING_FLAGS[flag.code]) % dict(flag.detail))
+        except KeyError:
+            texts.append(flag.code)
     return texts
 
 

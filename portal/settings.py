@@ -106,6 +106,28 @@ class Settings(BaseSettings):
                                               le=3 * 1024 * 1024)
     dispute_attachments_dir: Path = INSTANCE / "attachments" / "disputes"
 
+    # Self-reported meter readings (portal.readings): customers may submit from
+    # reading_window_first_day to reading_window_last_day of each month (a last day past the
+    # month's end means its last day); reading_windows overrides both per district code, e.g.
+    # DIANFEI_READING_WINDOWS='{"hz-xihu": [20, 26]}'. Photos are kept under reading_photo_dir.
+    reading_window_first_day: int = Field(default=20, ge=1, le=31)
+    reading_window_last_day: int = Field(default=31, ge=1, le=31)
+    reading_windows: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    reading_meter_digits: int = Field(default=6, ge=4, le=9)  # whole-kWh digits before a wrap
+    reading_photo_dir: Path = INSTANCE / "reading-photos"
+    reading_photo_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=10 * 1024 * 1024)
+    reading_photo_max_pixels: int = Field(default=50_000_000, ge=10_000, le=100_000_000)
+
+    @model_validator(mode="after")
+    def _reading_windows_are_days(self) -> Settings:
+        windows = {"default": (self.reading_window_first_day, self.reading_window_last_day),
+                   **self.reading_windows}
+        for name, (first, last) in windows.items():
+            if not 1 <= first <= last <= 31:
+                raise SettingsError(f"reading window {name}: days must satisfy "
+                                    f"1 <= first <= last <= 31, got {first}..{last}")
+        return self
+
     @model_validator(mode="after")
     def _production_is_complete(self) -> Settings:
         if self.env != "production":

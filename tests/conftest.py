@@ -178,9 +178,10 @@ def settings_overrides() -> dict[str, object]:
 
 
 @pytest.fixture
-def app(database_url: str, clock: FrozenClock,
-        settings_overrides: dict[str, object]) -> Iterator[Flask]:
-    app = create_app(_settings(database_url, **settings_overrides), clock=clock)
+def app(database_url: str, clock: FrozenClock, settings_overrides: dict[str, object],
+        tmp_path: Path) -> Iterator[Flask]:
+    overrides = {"reading_photo_dir": tmp_path / "reading-photos", **settings_overrides}
+    app = create_app(_settings(database_url, **overrides), clock=clock)
     app.config["TESTING"] = True
     yield app
     with app.app_context():

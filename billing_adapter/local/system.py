@@ -139,6 +139,21 @@ class LocalBillingSystem:
         if meter is None:
             raise BillingRejected("unknown_meter",
                                   f"meter {reading.meter_no!r} is not on this account")
+        # The contract's reading key (account, meter, period, date, value): a repeat is the same
+        # reading. In embedded mode the portal's readings service has already written the row
+        # it hands over (validated by portal.readings.rules): it is that reading, not a new one.
+        same = self.session.scalars(
+            sa.select(Reading)
+            .where(Reading.meter_id == meter.id, Reading.period == reading.period,
+                   Reading.read_on == reading.read_on, Reading.value_kwh == reading.value_kwh,
+                   Reading.source == source, Reading.status != ReadingStatus.REJECTED)
+            .order_by(Reading.id).limit(1)
+        ).first()
+        if same is not None:
+            return ReadingReceipt(reading_ref=f"R{same.id}",
+                                  accepted=same.status is ReadingStatus.ACCEPTED,
+                                  reason=None if same.status is ReadingStatus.ACCEPTED
+                                  else "awaiting_validation")
         previous = self.session.scalars(
             sa.select(Reading)
             .where(Reading.meter_id == meter.id, Reading.read_on <= reading.read_on,

@@ -91,12 +91,14 @@ def check(facts: Facts, thresholds: Thresholds) -> tuple[Hold, ...]:
     if facts.went_down is None and facts.kwh == 0:
         holds.append(Hold(Reason.ZERO_USAGE))
     elif facts.went_down is None:
-        holds.extend(_against_average(facts.kwh, facts.history_kwh, thresholds))
+        holds.extend(against_average(facts.kwh, facts.history_kwh, thresholds))
     return tuple(holds)
 
 
-def _against_average(kwh: Decimal, history: Sequence[Decimal],
-                     thresholds: Thresholds) -> list[Hold]:
+def against_average(kwh: Decimal, history: Sequence[Decimal],
+                    thresholds: Thresholds) -> list[Hold]:
+    """``usage_low`` / ``usage_high`` against the trailing average (also the self-reading
+    rule, ``portal.readings.rules``)."""
     recent = list(history)[-HISTORY_MONTHS:]
     if len(recent) < thresholds.min_history_months:
         return []

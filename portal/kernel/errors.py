@@ -12,7 +12,7 @@ class DomainError(Exception):
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or self.code)
         self.detail = detail
-        self.params: dict[str, str | int] = {}
+        self.params: dict[str, object] = {}
 
 
 class NotFound(DomainError):

@@ -1,4 +1,11 @@
-"""Meter readings. Storage only for now; validation and self-reading come with their issue."""
+"""Meter readings: the utility's, staff-entered, imported and self-reported ones.
+
+A self-reading (``source=customer``) carries a photo (``photo_key``: a random file name under
+``DIANFEI_READING_PHOTO_DIR``); one that ``portal.readings.rules`` finds implausible is stored
+``flagged`` with ``flag_reason`` (machine-readable codes, worded by ``portal.readings.text``) and
+waits for staff, whose decision is kept on the row (who, when, why, and the value before a
+correction) and in the audit log.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,9 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from portal.accounts.models import Meter
 from portal.kernel.db import Base, IdMixin, str_enum
 from portal.kernel.statemachine import StateMachine
 
@@ -62,3 +70,12 @@ class Reading(IdMixin, Base):
                                                   default=ReadingStatus.SUBMITTED)
     submitted_by_customer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("customers.id"))
     created_at: Mapped[datetime]
+    photo_key: Mapped[str | None] = mapped_column(sa.String(40))
+    flag_reason: Mapped[str | None] = mapped_column(sa.String(255))
+    billing_ref: Mapped[str | None] = mapped_column(sa.String(64))  # the billing system's id
+    decided_by_staff_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff_members.id"))
+    decided_at: Mapped[datetime | None]
+    decision_note: Mapped[str | None] = mapped_column(sa.String(255))
+    corrected_from_kwh: Mapped[Decimal | None] = mapped_column(KWH)
+
+    meter: Mapped[Meter] = relationship()

@@ -197,3 +197,13 @@ def test_two_partial_reversals_racing_never_reverse_more_than_the_posting(
     assert sorted(outcomes) == ["reversal_too_large", "reversed"]
     session.expire_all()
     assert session.scalar(sa.select(sa.func.sum(BillingReversal.amount_fen))) == 10000
+
+
+def test_a_repeated_reading_key_is_the_same_reading(session, clock, world) -> None:
+    """docs/billing-api.md: a repeated reading key is the same reading. The portal's readings
+    service relies on it: in embedded mode it hands over the row it has already written."""
+    first = world.submit_reading(reading("1500", source="customer"))
+    again = world.submit_reading(reading("1500", source="customer"))
+    session.commit()
+    assert again.reading_ref == first.reading_ref
+    assert session.scalar(sa.select(sa.func.count()).select_from(Reading)) == 2  # seed + one

@@ -133,3 +133,30 @@ def dispute_with_file(session: Session, clock: FrozenClock, account_no: str,
         store=FileStore(store_dir), sla_working_days=5, today=bill.due_date)
     session.commit()
     return dispute.id, dispute.events[0].attachments[0].id
+
+
+def flagged_reading(session: Session, clock: FrozenClock, account_no: str,
+                    customer_phone: str | None = None, value: str = "99999") -> int:
+    """A self-reading of the account's meter for next month's period, flagged (usage far above
+    the average), with a stored photo. Committed; returns its id."""
+    from decimal import Decimal
+
+    from portal import context
+    from portal.accounts.models import Customer, Meter
+    from portal.readings import photos
+    from portal.readings.models import Reading, ReadingSource, ReadingStatus
+    from tests.portal.readings.conftest import jpeg
+
+    meter = session.scalars(sa.select(Meter).join(ElectricityAccount).where(
+        ElectricityAccount.account_no == account_no)).first()
+    assert meter is not None
+    customer_id = session.scalar(sa.select(Customer.id).where(Customer.phone == customer_phone))
+    key = photos.store(context.settings().reading_photo_dir, jpeg())
+    reading = Reading(meter_id=meter.id, period="2099-12", read_on=clock.now().date(),
+                      value_kwh=Decimal(value), source=ReadingSource.CUSTOMER,
+                      status=ReadingStatus.FLAGGED, submitted_by_customer_id=customer_id,
+                      created_at=clock.now(), photo_key=key,
+                      flag_reason="usage_high kwh=90000 average=300 months=6")
+    session.add(reading)
+    session.commit()
+    return reading.id

@@ -20,6 +20,7 @@ from tests.helpers import FormClient, csrf_token, text_of
 
 from .staffing import (
     dispute_with_file,
+    flagged_reading,
     paid_order,
     requested_plan,
     requested_refund,
@@ -35,6 +36,11 @@ ROLE_USER = {StaffRole.READER: "bj-reader", StaffRole.AUDITOR: "bj-auditor",
 def _id(app, model, **where) -> int:
     with app.app_context():
         return db.session.scalar(sa.select(model.id).filter_by(**where))
+
+
+def _reading_of(app, clock, account_no: str) -> int:
+    with app.app_context():
+        return flagged_reading(db.session, clock, account_no)
 
 
 def _refund_of(app, clock, account_no: str, requested_by: str) -> tuple[int, int]:
@@ -93,6 +99,7 @@ def test_role_by_route_matrix(app, web, clock, demo, role, tmp_path) -> None:
     """Generated from the route map: a route added without a rule, or a rule that lets the
     wrong role in, fails here."""
     order_id, refund_id = _refund_of(app, clock, "1100000001", "bj-collector")
+    reading_id = _reading_of(app, clock, "1100000001")
     dispute_id, attachment_id = _dispute_of(app, clock, "1100000001", tmp_path)
     assert staff_login(web, clock, ROLE_USER[role]).status_code == 302
     sample_ids = {
@@ -100,6 +107,7 @@ def test_role_by_route_matrix(app, web, clock, demo, role, tmp_path) -> None:
         "staff_id": _id(app, StaffMember, username="hz-reader"),
         "order_id": order_id,
         "refund_id": refund_id,
+        "reading_id": reading_id,
         "dispute_id": dispute_id,
         "attachment_id": attachment_id,
         "plan_id": _plan_of(app, "1100000001"),
@@ -135,6 +143,8 @@ def test_other_districts_accounts_are_404_on_every_route_with_an_id(app, web, cl
                                                                      username, tmp_path) -> None:
     own_order, own_refund = _refund_of(app, clock, "1100000001", "bj-collector")
     other_order, other_refund = _refund_of(app, clock, "3300000001", "hz-collector")  # hz-xihu
+    own_reading, other_reading = (_reading_of(app, clock, "1100000001"),
+                                  _reading_of(app, clock, "3300000001"))
     own_dispute, own_file = _dispute_of(app, clock, "1100000001", tmp_path)
     other_dispute, other_file = _dispute_of(app, clock, "3300000001", tmp_path)
     assert staff_login(web, clock, username).status_code == 302
@@ -145,7 +155,8 @@ def test_other_districts_accounts_are_404_on_every_route_with_an_id(app, web, cl
               "refund_id": (own_refund, other_refund),
               "plan_id": (_plan_of(app, "1100000001"), _plan_of(app, "3300000001")),
               "dispute_id": (own_dispute, other_dispute),
-              "attachment_id": (own_file, other_file)}
+              "attachment_id": (own_file, other_file),
+              "reading_id": (own_reading, other_reading)}
     checked = 0
     for rule, access in _staff_routes(app):
         args = set(rule.arguments)
@@ -163,7 +174,7 @@ def test_other_districts_accounts_are_404_on_every_route_with_an_id(app, web, cl
             assert response.status_code == 404, f"{method} {theirs}"
             assert "3300000001" not in response.get_data(as_text=True)
             checked += 1
-    assert checked >= {"bj-auditor": 9, "bj-collector": 10, "bj-supervisor": 14}[username]
+    assert checked >= {"bj-auditor": 14, "bj-collector": 10, "bj-supervisor": 19}[username]
 
 
 def test_account_search_stays_in_the_district(web, clock, demo) -> None:
