@@ -35,7 +35,8 @@ class Rendered:
 @functools.cache
 def _environment(locale: str) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
-                             undefined=jinja2.StrictUndefined, autoescape=False,
+                             undefined=jinja2.StrictUndefined,
+                             autoescape=False,  # noqa: S701 - plain text (SMS, email text/plain)
                              keep_trailing_newline=False, extensions=["jinja2.ext.i18n"])
     translations: NullTranslations = NullTranslations()
     if locale != "en":

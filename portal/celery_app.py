@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
+from celery.schedules import crontab
 from flask import Flask
 
 from portal import context
@@ -24,6 +25,12 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
                         "schedule": timedelta(minutes=1)},
     "purge-consumed-broker-messages": {"task": "portal.tasks.purge_broker_messages",
                                        "schedule": timedelta(hours=1)},
+    # daily at 00:30 Asia/Shanghai (16:30 UTC): fees for the day just begun
+    "accrue-late-fees": {"task": "portal.tasks.accrue_late_fees",
+                         "schedule": crontab(hour=16, minute=30)},
+    # hourly: a run inside quiet hours queues for 08:00; each step is sent once per bill
+    "sweep-reminders": {"task": "portal.tasks.sweep_reminders",
+                        "schedule": crontab(minute=5)},
 }
 
 

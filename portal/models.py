@@ -14,7 +14,7 @@ from portal.ledger.models import LedgerEntry
 from portal.readings.models import Reading
 
 __all__ = ["AccountLink", "AuditEntry", "Bill", "BillLine", "BillingPosting", "BillingReversal",
-           "Customer", "DeliveryAttempt", "District", "ElectricityAccount", "LedgerEntry", "Meter", "NotificationPreference",
-           "OutboxMessage",
+           "Customer", "DeliveryAttempt", "District", "ElectricityAccount", "LedgerEntry", "Meter",
+           "NotificationPreference", "OutboxMessage",
            "PaymentEvent", "PaymentOrder", "PaymentOrderBill", "Reading", "Refund", "StaffMember",
            "SubscribeConsent", "TariffVersionRow"]

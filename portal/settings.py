@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from notifications.config import NotificationSettings, ReminderPolicy
 from payments.channels.alipay import AlipaySettings
 from payments.channels.stripe import StripeSettings
 from payments.channels.wechat import WechatPaySettings
@@ -92,6 +93,10 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:5000"  # how channels reach us: notify and return URLs
     sandbox: bool = False  # demo: channels without settings point at payments.sandbox gateways
     sandbox_url: str = "http://127.0.0.1:5100"  # where ``python -m payments.sandbox`` serves
+    # Customer notifications (channels, DIANFEI_NOTIFICATIONS__*) and the arrears reminder
+    # ladder with its quiet hours (DIANFEI_REMINDERS__*).
+    notifications: NotificationSettings = NotificationSettings()
+    reminders: ReminderPolicy = ReminderPolicy()
 
     @model_validator(mode="after")
     def _production_is_complete(self) -> Settings:

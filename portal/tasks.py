@@ -53,3 +53,19 @@ def purge_broker_messages(older_than_hours: int = 24) -> int:
             return result.rowcount
     finally:
         engine.dispose()
+
+
+@shared_task(name="portal.tasks.accrue_late_fees")
+def accrue_late_fees() -> int:
+    """Post today's late fees (idempotent per bill per day)."""
+    from portal import notifying
+
+    return notifying.accrue_late_fees()
+
+
+@shared_task(name="portal.tasks.sweep_reminders")
+def sweep_reminders() -> int:
+    """Queue today's arrears reminders (each step once per bill)."""
+    from portal import notifying
+
+    return notifying.sweep_reminders()

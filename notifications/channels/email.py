@@ -7,7 +7,6 @@ refused sender) is permanent.
 from __future__ import annotations
 
 import smtplib
-import socket
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -49,7 +48,7 @@ class EmailNotifier:
             return _by_code(min(code for code, _ in exc.recipients.values()), str(exc))
         except smtplib.SMTPResponseException as exc:
             return _by_code(exc.smtp_code, f"{exc.smtp_code} {exc.smtp_error!r}")
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             return DeliveryResult.transient(f"{type(exc).__name__}: {exc}")
         return DeliveryResult.sent(mail["Message-ID"])
 
