@@ -120,5 +120,9 @@ def _insert(session: Session, dialect: str, now: datetime, available: datetime,
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     stmt = insert(table).from_select(columns, select).on_conflict_do_nothing(
         index_elements=["dedup_key"])
-    return int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+    if dialect != "postgresql":
+        return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+    # psycopg reports no rowcount for INSERT ... SELECT with parameters: count what it returns
+    written = stmt.returning(table.c.id).cte("written")
+    return int(session.scalar(sa.select(sa.func.count()).select_from(written)) or 0)
 
