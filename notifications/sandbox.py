@@ -29,8 +29,8 @@ class NotificationSandbox:
         self._lock = threading.Lock()
 
     def fail_next(self, channel: str, *codes: int | str) -> None:
-        """Refuse the next requests on ``channel`` with these codes, one each (an int >= 500 on
-        the SMS side is an HTTP status)."""
+        """Refuse the next requests on ``channel`` with these codes, one each: a 5xx int is an
+        HTTP status; otherwise a WeChat errcode (int) or a Tencent Cloud error code (str)."""
         with self._lock:
             self._failures[channel].extend(codes)
 
@@ -54,7 +54,7 @@ class NotificationSandbox:
             return _json({"errcode": 41001, "errmsg": "access_token missing"})
         body = json.loads(request.get_data())
         failure = self._failure("wechat")
-        if isinstance(failure, int) and failure >= 500:
+        if isinstance(failure, int) and 500 <= failure < 600:  # an HTTP status
             return Response("busy", status=failure)
         if failure is not None:
             return _json({"errcode": failure, "errmsg": "sandbox refused"})
@@ -71,7 +71,7 @@ class NotificationSandbox:
                                        "RequestId": request_id}})
         body = json.loads(request.get_data())
         failure = self._failure("sms")
-        if isinstance(failure, int):
+        if isinstance(failure, int):  # an HTTP status
             return Response("busy", status=failure)
         if failure is not None:
             return _json({"Response": {"Error": {"Code": failure, "Message": "sandbox refused"},
