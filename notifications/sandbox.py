@@ -27,6 +27,15 @@ class NotificationSandbox:
         self.sent: list[dict[str, Any]] = []
         self._failures: dict[str, deque[int | str]] = {"wechat": deque(), "sms": deque()}
         self._lock = threading.Lock()
+        # hold_next(): the next request waits here (its client may die meanwhile)
+        self.held = threading.Event()
+        self._release: threading.Event | None = None
+
+    def hold_next(self) -> threading.Event:
+        """Keep the next request waiting until the returned event is set (``held`` is set
+        while it waits), then answer it 503: a provider that never got to send it."""
+        self._release = threading.Event()
+        return self._release
 
     def fail_next(self, channel: str, *codes: int | str) -> None:
         """Refuse the next requests on ``channel`` with these codes, one each: a 5xx int is an
@@ -41,6 +50,11 @@ class NotificationSandbox:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
+        release, self._release = self._release, None
+        if release is not None:
+            self.held.set()
+            release.wait(60)
+            return Response("gone", status=503)(environ, start_response)
         if request.path.endswith("/cgi-bin/message/subscribe/send"):
             response = self._wechat(request)
         elif request.headers.get("X-TC-Action") == "SendSms":
