@@ -54,6 +54,8 @@ class ReminderPolicy(BaseModel):
     quiet_end: time = time(8, 0)
     final_notice_warning_days: int = Field(default=7, ge=7)
     catch_up_days: int = Field(default=7, ge=1)  # how late the last steps may still be sent
+    # payment and refund receipts: successes this recent are looked at by each sweep
+    receipt_lookback_hours: int = Field(default=24, ge=1, le=24 * 7)
 
     @model_validator(mode="after")
     def _ordered(self) -> ReminderPolicy:

@@ -31,6 +31,7 @@ from notifications.config import FINAL_NOTICE, NotificationSettings, ReminderPol
 from notifications.models import DeliveryAttempt, NotificationPreference, Outcome
 from notifications.policy import owed_beyond_holds
 from notifications.render import render
+from payments.models import PaymentOrder, Refund
 from portal.accounts.models import AccountLink, Customer, ElectricityAccount
 from portal.backoffice.models import StaffMember
 from portal.bills.models import Bill, BillStatus
@@ -76,6 +77,8 @@ class Notifications:
                              error="the bill no longer owes anything beyond its holds")
                 return 0
             params = {**filled, **params}
+        elif payload.get("order_id") is not None or payload.get("refund_id") is not None:
+            params = {**self._receipt_params(payload), **params}
         if payload.get("customer_id") is not None:
             customers = [int(payload["customer_id"])]
         else:
@@ -139,6 +142,23 @@ class Notifications:
             params["disconnect_after"] = (
                 today + timedelta(days=self.policy.final_notice_warning_days)).isoformat()
         return params
+
+    def _receipt_params(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A receipt's params from its order (``order_id``) or refund (``refund_id``)."""
+        if payload.get("refund_id") is not None:
+            query = (sa.select(ElectricityAccount.account_no, Refund.amount_fen,
+                               PaymentOrder.order_no)
+                     .join(PaymentOrder, PaymentOrder.account_id == ElectricityAccount.id)
+                     .join(Refund, Refund.order_id == PaymentOrder.id)
+                     .where(Refund.id == payload["refund_id"]))
+        else:
+            query = (sa.select(ElectricityAccount.account_no, PaymentOrder.amount_fen,
+                               PaymentOrder.order_no)
+                     .join(PaymentOrder, PaymentOrder.account_id == ElectricityAccount.id)
+                     .where(PaymentOrder.id == payload["order_id"]))
+        account_no, amount_fen, order_no = self.session.execute(query).one()
+        return {"account_no": account_no, "amount_yuan": format_yuan(amount_fen),
+                "order_no": order_no}
 
     # --- step 2 --------------------------------------------------------------------------------
     def deliver(self, payload: dict[str, Any]) -> None:
@@ -209,8 +229,9 @@ def _address(recipient: Customer | StaffMember, channel: str) -> str | None:
 def _key(payload: dict[str, Any]) -> str:
     """A stable key for a ``notify`` payload (the handler does not see the row's dedup key):
     the same message fans out to the same delivery keys however often it is handled."""
-    if payload.get("bill_id") is not None:
-        return f"{payload['event']}:bill:{payload['bill_id']}"
+    for ref in ("bill_id", "order_id", "refund_id"):
+        if payload.get(ref) is not None:
+            return f"{payload['event']}:{ref.removesuffix('_id')}:{payload[ref]}"
     digest = hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode(),
                           usedforsecurity=False).hexdigest()[:16]
     return f"{payload['event']}:{digest}"

@@ -42,7 +42,6 @@ from portal.kernel import outbox
 from portal.kernel.clock import Clock, local_today
 from portal.kernel.db import insert_new
 from portal.kernel.errors import Conflict, DomainError, NotFound
-from portal.kernel.money import format_yuan
 from portal.ledger import service as ledger
 from portal.ledger.models import EntryKind, LedgerEntry
 
@@ -50,7 +49,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")
 POST_PAYMENT_TOPIC = "billing.post_payment"
-NOTIFY_TOPIC = "notify"  # customer notifications (notifications/contract.md)
 REVERSE_PAYMENT_TOPIC = "billing.reverse_payment"
 MAX_TOPUP_FEN = 10_000_000  # 100,000 yuan: a typing slip, not a top-up
 
@@ -308,11 +306,6 @@ def _credit(session: Session, clock: Clock, order: sa.Row[Any], paid_at: datetim
         "amount_fen": order.amount_fen, "paid_at": paid_at.isoformat(), "channel": order.channel,
         "bill_periods": [period for _bill_id, period, _owed in covered],
     }, dedup_key=f"post:{order.order_no}")
-    outbox.enqueue(session, clock, NOTIFY_TOPIC, {  # the receipt: contract in notifications/
-        "customer_id": None, "account_id": order.account_id, "event": "payment_succeeded",
-        "params": {"account_no": order.account_no, "amount_yuan": format_yuan(order.amount_fen),
-                   "order_no": order.order_no},
-    }, dedup_key=f"notify:payment_succeeded:order:{order.order_no}")
 
 
 def handle_notification(session: Session, clock: Clock, channel_name: str,
@@ -471,11 +464,6 @@ def _finish_refund(session: Session, clock: Clock, refund: Refund, result: Refun
             "refunded_at": now.isoformat(), "channel": order.channel,
         }, dedup_key=f"reverse:{order.order_no}" if full
            else f"reverse:{order.order_no}:{refund.refund_no}")
-        outbox.enqueue(session, clock, NOTIFY_TOPIC, {
-            "customer_id": None, "account_id": order.account_id, "event": "refund_succeeded",
-            "params": {"account_no": account_no, "amount_yuan": format_yuan(refund.amount_fen),
-                       "order_no": order.order_no}},
-            dedup_key=f"notify:refund_succeeded:refund:{refund.refund_no}")
 
 
 def _debit_refund(session: Session, clock: Clock, refund: Refund, order: PaymentOrder,

@@ -31,6 +31,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # hourly: a run inside quiet hours queues for 08:00; each step is sent once per bill
     "sweep-reminders": {"task": "portal.tasks.sweep_reminders",
                         "schedule": crontab(minute=5)},
+    "sweep-receipts": {"task": "portal.tasks.sweep_receipts",
+                       "schedule": timedelta(minutes=1)},
 }
 
 

@@ -4,6 +4,7 @@ fees, the reminder sweep) that ``portal.tasks`` schedules."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
@@ -66,6 +67,14 @@ def _deliver(payload: dict[str, Any]) -> None:
 def sweep_reminders() -> int:
     settings = context.settings()
     written = policy.sweep(db.session, context.clock(), settings.reminders, settings.zone)
+    db.session.commit()
+    return written
+
+
+def sweep_receipts() -> int:
+    settings = context.settings()
+    written = policy.sweep_receipts(db.session, context.clock(),
+                                    timedelta(hours=settings.reminders.receipt_lookback_hours))
     db.session.commit()
     return written
 

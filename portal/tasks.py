@@ -69,3 +69,11 @@ def sweep_reminders() -> int:
     from portal import notifying
 
     return notifying.sweep_reminders()
+
+
+@shared_task(name="portal.tasks.sweep_receipts")
+def sweep_receipts() -> int:
+    """Queue payment and refund receipts for recent successes (each once)."""
+    from portal import notifying
+
+    return notifying.sweep_receipts()

@@ -152,3 +152,41 @@ def test_windows_run_until_the_next_step() -> None:
     windows = {e: (first, last) for e, first, last in policy.step_windows(POLICY, today)}
     assert windows["reminder_overdue"] == (today - timedelta(days=14), today - timedelta(days=7))
     assert windows["reminder_due_soon"] == (today + timedelta(days=1), today + timedelta(days=3))
+
+
+def test_receipts_are_derived_from_recent_successes_once(app, session, clock, household,
+                                                         notifiers) -> None:
+    from payments.channels.base import Scene
+    from payments.models import PaymentOrder, Refund
+    from payments.states import OrderStatus, RefundStatus
+    from portal.backoffice.models import StaffMember, StaffRole
+
+    customer, account, _bill = household
+    staff = [StaffMember(username=f"s{n}", display_name="s", password_hash="x",
+                         role=StaffRole.COLLECTOR, created_at=clock.now()) for n in (1, 2)]
+    session.add_all(staff)
+
+    def order(no: str, status: OrderStatus, paid_at) -> PaymentOrder:
+        row = PaymentOrder(order_no=no, account_id=account.id, customer_id=customer.id,
+                           channel="wechat", scene=next(iter(Scene)), amount_fen=17048,
+                           status=status, expires_at=clock.now(), paid_at=paid_at,
+                           created_at=clock.now(), updated_at=clock.now())
+        session.add(row)
+        return row
+
+    paid = order("P1", OrderStatus.SUCCEEDED, clock.now())
+    order("P0", OrderStatus.SUCCEEDED, clock.now() - timedelta(days=2))  # before the lookback
+    order("P2", OrderStatus.PENDING, None)
+    session.flush()
+    session.add(Refund(refund_no="R1", order_id=paid.id, amount_fen=5000,
+                       status=RefundStatus.SUCCEEDED, reason="r", requested_by_id=staff[0].id,
+                       approved_by_id=staff[1].id, requested_at=clock.now(),
+                       finished_at=clock.now(), updated_at=clock.now()))
+    session.commit()
+    assert policy.sweep_receipts(session, clock, timedelta(hours=24)) == 2
+    assert policy.sweep_receipts(session, clock, timedelta(hours=24)) == 0
+    session.commit()
+    dispatch(app, session, clock)
+    bodies = [m.body for m in notifiers["sms"].sent]
+    assert bodies == ["户号9900000001：已收到电费170.48元（订单P1），谢谢。",
+                      "户号9900000001：订单P1已退款50.00元。"]
