@@ -82,7 +82,7 @@ def _build(conn: sa.Connection, accounts: int) -> None:
                'beijing-residential', 5000 + (i::bigint * 7919) % 60000, 'issued', :due,
                :issued, :issued
         FROM generate_series(1, :n) AS i"""), {"n": accounts, "due": DUE, "issued": ISSUED})
-    conn.execute(sa.text("""
+    conn.execute(sa.text(r"""
         INSERT INTO ledger_entries (account_id, bill_id, kind, amount_fen, ref, effective_on,
                                     created_at)
         SELECT id, id, 'charge', total_fen, 'bill:' || id || '\:charge', due_date, :issued
@@ -107,7 +107,7 @@ def _make_twins(conn: sa.Connection) -> None:
                          "REFERENCES bills (id)"))
 
 
-BASELINE = """
+BASELINE = r"""
     CREATE TEMP TABLE due ON COMMIT DROP AS
     SELECT b.id, b.account_id, a.customer_class,
            LEAST(o.principal, b.total_fen) AS arrears, o.posted

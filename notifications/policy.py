@@ -15,7 +15,7 @@ filled in when the row is delivered, from the bill as it is then.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, tzinfo
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -122,7 +122,7 @@ def insert_outbox(session: Session, dialect: str, now: datetime, available: date
         sa.literal(0), sa.literal(now, OutboxMessage.created_at.type),
         sa.literal(available, OutboxMessage.available_at.type),
     ).where(where)
-    table = OutboxMessage.__table__
+    table = cast(sa.Table, OutboxMessage.__table__)
     columns = ["topic", "payload", "dedup_key", "status", "attempts", "created_at",
                "available_at"]
     if dialect == "postgresql":

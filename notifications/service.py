@@ -164,13 +164,14 @@ class Notifications:
     def deliver(self, payload: dict[str, Any]) -> None:
         """``notify.deliver``: send on the row's channel or its fallbacks; see the module."""
         key, event = payload["key"], payload["event"]
-        customer_id, staff_id = payload.get("customer_id"), payload.get("staff_id")
-        who = {"customer_id": customer_id, "staff_id": staff_id}
+        customer_id: int | None = payload.get("customer_id")
+        staff_id: int | None = payload.get("staff_id")
         params = payload["params"]
         if payload.get("bill_id") is not None:
             current = self._bill_params(int(payload["bill_id"]), event)
             if current is None:
-                self._record(key, event, payload["channel"], Outcome.CANCELLED, **who,
+                self._record(key, event, payload["channel"], Outcome.CANCELLED,
+                             customer_id=customer_id, staff_id=staff_id,
                              error="the bill no longer owes anything beyond its holds")
                 return
             params = {**params, "amount_yuan": current["amount_yuan"]}
@@ -185,23 +186,27 @@ class Notifications:
             address = _address(recipient, channel)
             if notifier is None or not address:
                 why = "channel not configured" if notifier is None else "no address"
-                self._record(key, event, channel, Outcome.SKIPPED, **who, error=why)
+                self._record(key, event, channel, Outcome.SKIPPED, customer_id=customer_id,
+                             staff_id=staff_id, error=why)
                 continue
-            wechat = channel == "wechat" and customer_id is not None
-            if wechat and not consents.take_consent(self.session, customer_id, event):
-                self._record(key, event, channel, Outcome.SKIPPED, **who, address=address,
+            consent_of = customer_id if channel == "wechat" else None
+            if consent_of is not None and not consents.take_consent(self.session, consent_of,
+                                                                    event):
+                self._record(key, event, channel, Outcome.SKIPPED, customer_id=customer_id,
+                             staff_id=staff_id, address=address,
                              error="no subscribe-message consent left")
                 continue
             text = render(event, channel, locale, params)
             result = notifier.send(Message(channel, address, event, text.subject, text.body,
                                            fields=text.fields))
-            self._record(key, event, channel, Outcome(result.status.value), **who,
-                         address=address, result=result)
+            self._record(key, event, channel, Outcome(result.status.value),
+                         customer_id=customer_id, staff_id=staff_id, address=address,
+                         result=result)
             if result.status is Status.SENT:
                 return
             if result.status is Status.TRANSIENT:
-                if wechat:  # the consent was not used: give it back for the retry
-                    consents.record_consents(self.session, self.clock, customer_id, [event])
+                if consent_of is not None:  # the consent was not used: give it back
+                    consents.record_consents(self.session, self.clock, consent_of, [event])
                 raise TransientDelivery(f"{channel}: {result.error}")
         raise outbox.PermanentFailure(f"{key}: not delivered on any channel")
 

@@ -90,8 +90,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     payment_channels.init_app(app, settings, app.extensions[context.CLOCK_KEY])
 
     from portal.backoffice import refund_views  # noqa: F401  (its routes are on backoffice_bp)
-    from portal.web import notification_prefs  # noqa: F401  (its routes are on the web bp)
     from portal.backoffice.views import bp as backoffice_bp
+    from portal.web import notification_prefs  # noqa: F401  (its routes are on the web bp)
     from portal.web.payments import bp as pay_bp
     from portal.web.views import bp as web_bp
     from portal.webhooks.views import bp as webhooks_bp

@@ -45,7 +45,7 @@ def test_quiet_hours_end_at_eight_the_next_morning() -> None:
 
 def test_the_ladder_sends_each_step_once_and_waits_out_the_night(
         app, session, clock, household, notifiers) -> None:
-    customer, _account, bill = household
+    _customer, _account, _bill = household
     clock.set(local(2026, 12, 3, 10))
     assert _sweep(session, clock) == 1  # bill issued
     assert _sweep(session, clock) == 0  # the same step never twice

@@ -84,7 +84,8 @@ def test_transient_failure_is_retried_with_backoff_then_sent(app, session, clock
     dispatch(app, session, clock)
     assert notifiers["sms"].sent == []
     row = session.scalar(sa.select(OutboxMessage).where(OutboxMessage.topic == "notify.deliver"))
-    assert row.status is OutboxStatus.PENDING and row.available_at == clock.now() + outbox.backoff(1)
+    assert row.status is OutboxStatus.PENDING
+    assert row.available_at == clock.now() + outbox.backoff(1)
     clock.advance(timedelta(seconds=30))
     dispatch(app, session, clock)
     clock.advance(timedelta(minutes=1))

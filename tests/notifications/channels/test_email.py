@@ -21,13 +21,13 @@ class Sink:
         self.received: list[tuple[str, list[str], bytes]] = []
         self.reply: str | None = None
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.reply:
             return self.reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+    async def handle_DATA(self, server, session, envelope):
         self.received.append((envelope.mail_from, envelope.rcpt_tos, envelope.content))
         return "250 Message accepted for delivery"
 

@@ -68,7 +68,7 @@ def test_waived_paid_and_not_yet_due_bills_are_skipped(session, clock) -> None:
 
 def test_fees_are_never_charged_on_fees_nor_on_held_amounts(session, clock, monkeypatch) -> None:
     monkeypatch.setattr(holds, "_sources", {})
-    _account, bill = _issued(session, clock)
+    _account, _bill = _issued(session, clock)
 
     @holds.register("stub")
     def half() -> sa.Select:
