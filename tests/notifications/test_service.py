@@ -151,3 +151,21 @@ def test_staff_are_told_by_email_when_they_have_an_address(app, session, clock,
     dispatch(app, session, clock)
     (mail,) = notifiers["email"].sent
     assert mail.address == "wang@utility.example" and "分期方案7" in mail.body
+
+
+def test_a_transient_wechat_failure_gives_the_consent_back(app, session, clock, household,
+                                                           notifiers) -> None:
+    customer, _account, _bill = household
+    session.add(NotificationPreference(customer_id=customer.id, event="payment_succeeded",
+                                       channels="wechat", updated_at=clock.now()))
+    consents.record_consents(session, clock, customer.id, ["payment_succeeded"])
+    session.commit()
+    notifiers["wechat"].script.append(DeliveryResult.transient("errcode -1: system busy"))
+    _notify(session, clock, customer.id)
+    dispatch(app, session, clock)
+    assert consents.remaining(session, customer.id, "payment_succeeded") == 1
+    clock.advance(timedelta(minutes=1))
+    dispatch(app, session, clock)
+    assert [m.address for m in notifiers["wechat"].sent] == ["o-openid-1"]
+    assert consents.remaining(session, customer.id, "payment_succeeded") == 0
+    assert notifiers["email"].sent == [] and notifiers["sms"].sent == []
