@@ -107,13 +107,17 @@ class Notifications:
         parent = _key(payload)
         who = f"c{customer_id}" if customer_id is not None else f"s{staff_id}"
         fallback = [c for c in self.settings.default_channels if c not in channels]
+        not_before = None  # reminders fanned out at night (a retried fan-out) wait till morning
+        if self.policy.step(event) is not None:
+            not_before = self.policy.not_before(self.clock.now(), self.zone)
         written = 0
         for n, channel in enumerate(channels):
             key = f"deliver:{parent}:{who}:{channel}"
             row = {"key": key, "event": event, "params": params, "channel": channel,
                    "fallback": fallback if n == 0 else [], "bill_id": bill_id,
                    "customer_id": customer_id, "staff_id": staff_id}
-            written += outbox.enqueue(self.session, self.clock, DELIVER_TOPIC, row, key[:200])
+            written += outbox.enqueue(self.session, self.clock, DELIVER_TOPIC, row, key[:200],
+                                      not_before=not_before)
         return written
 
     def _preferences(self, customers: list[int], event: str) -> dict[int, tuple[str, ...]]:

@@ -190,3 +190,22 @@ def test_receipts_are_derived_from_recent_successes_once(app, session, clock, ho
     bodies = [m.body for m in notifiers["sms"].sent]
     assert bodies == ["户号9900000001：已收到电费170.48元（订单P1），谢谢。",
                       "户号9900000001：订单P1已退款50.00元。"]
+
+
+def test_a_reminder_fanned_out_at_night_waits_for_the_morning(
+        app, session, clock, household, notifiers) -> None:
+    _customer, _account, bill = household
+    from portal.kernel import outbox
+
+    clock.set(local(2027, 1, 2, 23))  # e.g. the fan-out of a row retried into the night
+    outbox.enqueue(session, clock, "notify", {"customer_id": None, "account_id": bill.account_id,
+                                              "event": "reminder_overdue", "bill_id": bill.id,
+                                              "params": {}}, "notify:reminder_overdue:test")
+    session.commit()
+    dispatch(app, session, clock)
+    assert _sent_events(notifiers) == []
+    clock.set(local(2027, 1, 3, 8))
+    dispatch(app, session, clock)
+    # by SMS, and by email instead of WeChat (no subscribe consent)
+    assert sorted((m.channel, m.event) for r in notifiers.values() for m in r.sent) == [
+        ("email", "reminder_overdue"), ("sms", "reminder_overdue")]

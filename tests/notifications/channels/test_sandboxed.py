@@ -87,3 +87,14 @@ def test_console_writes_and_keeps_each_message(capsys) -> None:
     result = console.send(Message("sms", "13900000001", "bill_issued", "账单", "正文"))
     assert result.status is Status.SENT
     assert "[sms -> 13900000001] 账单\n正文" in capsys.readouterr().out
+
+
+def test_the_sandbox_refuses_what_the_real_apis_refuse(sandbox) -> None:
+    import requests
+
+    _box, url = sandbox
+    no_token = requests.post(f"{url}/cgi-bin/message/subscribe/send", json={}, timeout=5)
+    assert no_token.json()["errcode"] == 41001
+    unsigned = requests.post(url, json={}, headers={"X-TC-Action": "SendSms"}, timeout=5)
+    assert unsigned.json()["Response"]["Error"]["Code"] == "AuthFailure.SignatureFailure"
+    assert requests.get(f"{url}/elsewhere", timeout=5).status_code == 404
