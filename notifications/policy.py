@@ -25,6 +25,7 @@ from payments.models import PaymentOrder, Refund
 from payments.states import OrderStatus, RefundStatus
 from portal.bills.holds import held_by_bill
 from portal.bills.models import Bill, BillStatus
+from portal.kernel import audit
 from portal.kernel.clock import Clock
 from portal.kernel.outbox import OutboxMessage, OutboxStatus
 from portal.ledger.models import LedgerEntry
@@ -90,6 +91,9 @@ def sweep(session: Session, clock: Clock, policy: ReminderPolicy, zone: tzinfo) 
         in_window = sa.select(Bill.id).where(Bill.status == BillStatus.ISSUED, recent)
         written += _insert(session, dialect, now, available, sa.literal(BILL_ISSUED), in_window,
                            recent)
+    if written:
+        audit.record(session, clock, "reminders.sweep", "reminder_run", today.isoformat(),
+                     details={"queued": written, "not_before": available.isoformat()})
     return written
 
 

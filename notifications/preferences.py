@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from notifications.config import NotificationSettings, ReminderPolicy
 from notifications.models import NotificationPreference
+from portal.kernel import audit
 from portal.kernel.clock import Clock
 from portal.kernel.db import insert_new
 
@@ -41,6 +42,9 @@ def save(session: Session, clock: Clock, customer_id: int,
     """Store the channels per event, in ``order`` (the caller commits); an event with no channel
     is stored as "do not tell me"."""
     now = clock.now()
+    audit.record(session, clock, "notifications.preferences", "customer", customer_id,
+                 customer_id=customer_id,
+                 details={event: list(channels) for event, channels in choice.items()})
     for event, channels in choice.items():
         unknown = set(channels) - set(CHOOSABLE)
         if unknown:

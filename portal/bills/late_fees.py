@@ -21,6 +21,7 @@ from billing_adapter.local.late_fees import LateFeeRules, late_fee
 from portal.accounts.models import ElectricityAccount
 from portal.bills.holds import held_by_bill
 from portal.bills.models import Bill, BillStatus
+from portal.kernel import audit
 from portal.kernel.clock import Clock
 from portal.ledger import service as ledger
 from portal.ledger.models import EntryKind, LedgerEntry
@@ -89,6 +90,9 @@ def accrue(session: Session, clock: Clock, today: date,
             posted += ledger.post_many(session, clock, batch)
             batch.clear()
     posted += ledger.post_many(session, clock, batch)
+    if posted:
+        audit.record(session, clock, "late_fees.accrue", "late_fee_run", today.isoformat(),
+                     amount_fen=total, details={"bills": looked, "entries": posted})
     return AccrualReport(looked, posted, total)
 
 

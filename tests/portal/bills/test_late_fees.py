@@ -78,3 +78,14 @@ def test_fees_are_never_charged_on_fees_nor_on_held_amounts(session, clock, monk
     late_fees.accrue(session, clock, date(2026, 12, 25))
     # 100.00 yuan not held, 30 days: 3.00 yuan, whatever fees were posted before
     assert sum(fen for _ref, fen in _fees(session)) == 300
+
+
+def test_each_run_that_posts_is_in_the_audit_log(session, clock) -> None:
+    from portal.kernel.audit import Actor, AuditEntry
+
+    _issued(session, clock)
+    late_fees.accrue(session, clock, date(2026, 12, 5))
+    late_fees.accrue(session, clock, date(2026, 12, 5))
+    (entry,) = session.scalars(sa.select(AuditEntry)).all()
+    assert (entry.actor, entry.action, entry.object_id, entry.amount_fen, entry.details) == (
+        Actor.SYSTEM, "late_fees.accrue", "2026-12-05", 200, {"bills": 1, "entries": 1})

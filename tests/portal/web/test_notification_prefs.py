@@ -35,6 +35,10 @@ def test_defaults_then_saved_choices(app, web) -> None:
     assert prefs["refund_succeeded"] == ""  # nothing ticked: not told
     with app.app_context():
         assert db.session.scalar(sa.select(Customer.email)) == "li@example.cn"
+        from portal.kernel.audit import AuditEntry
+        (entry,) = db.session.scalars(sa.select(AuditEntry)).all()
+        assert entry.action == "notifications.preferences"
+        assert entry.details["payment_succeeded"] == ["email", "sms"]
     again = web.get("/notifications?lang=en").get_data(as_text=True)
     assert 'value="wechat" aria-label="Refund completed: WeChat">' in again
 
