@@ -25,6 +25,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
                         "schedule": timedelta(minutes=1)},
     "purge-consumed-broker-messages": {"task": "portal.tasks.purge_broker_messages",
                                        "schedule": timedelta(hours=1)},
+    # daily at 01:30 Beijing time (the schedule is in UTC): plans' defaults, completions, reminders
+    "plan-sweep": {"task": "portal.tasks.plan_sweep", "schedule": crontab(minute=30, hour=17)},
     # daily at 00:30 Asia/Shanghai (16:30 UTC): fees for the day just begun
     "accrue-late-fees": {"task": "portal.tasks.accrue_late_fees",
                          "schedule": crontab(hour=16, minute=30)},

@@ -55,6 +55,16 @@ def purge_broker_messages(older_than_hours: int = 24) -> int:
         engine.dispose()
 
 
+@shared_task(name="portal.tasks.plan_sweep")
+def plan_sweep() -> int:
+    """Daily: record paid installments, complete plans, default those past the grace period,
+    remind installments due soon (portal.plans.service.sweep). Commits once."""
+    from portal.plans import service as plans
+
+    settings = context.settings()
+    report = plans.sweep(db.session, context.clock(), settings.plans, settings.zone)
+    db.session.commit()
+    return report.completed + report.defaulted
 @shared_task(name="portal.tasks.accrue_late_fees")
 def accrue_late_fees() -> int:
     """Post today's late fees (idempotent per bill per day)."""

@@ -1,7 +1,7 @@
 """notification preferences and delivery attempts, email addresses
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0013
 Create Date: 2026-12-03 17:02:23.939742
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0012'
-down_revision = '0009'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 
