@@ -27,6 +27,18 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
                                        "schedule": timedelta(hours=1)},
     # daily at 01:30 Beijing time (the schedule is in UTC): plans' defaults, completions, reminders
     "plan-sweep": {"task": "portal.tasks.plan_sweep", "schedule": crontab(minute=30, hour=17)},
+    # T-1 statements: WeChat's and Alipay's are ready after 10:00 Beijing (02:00 UTC)
+    **{f"reconcile-{name}": {"task": "portal.tasks.reconcile_statement", "args": (name,),
+                             "schedule": crontab(hour=2, minute=30 + 5 * i)}
+       for i, name in enumerate(("wechat", "alipay", "stripe"))},
+    # daily at 00:30 Asia/Shanghai (16:30 UTC): fees for the day just begun
+    "accrue-late-fees": {"task": "portal.tasks.accrue_late_fees",
+                         "schedule": crontab(hour=16, minute=30)},
+    # hourly: a run inside quiet hours queues for 08:00; each step is sent once per bill
+    "sweep-reminders": {"task": "portal.tasks.sweep_reminders",
+                        "schedule": crontab(minute=5)},
+    "sweep-receipts": {"task": "portal.tasks.sweep_receipts",
+                       "schedule": timedelta(minutes=1)},
 }
 
 

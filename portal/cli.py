@@ -15,6 +15,7 @@ from portal.backoffice.models import StaffRole
 from portal.billing_cli import billing
 from portal.extensions import db
 from portal.readings_cli import readings_cli
+from portal.reconcile_cli import reconcile_command
 
 demo_cli = AppGroup("demo", help="Demo data for the embedded default.")
 staff_cli = AppGroup("staff", help="Back-office staff.")
@@ -32,7 +33,12 @@ def demo_seed() -> None:
         click.echo("Demo data is already there; nothing changed.")
     else:
         demo.seed(db.session, context.clock(), context.today())
-        demo.seed_cases(db.session, context.clock(), context.settings())
+        db.session.commit()
+        settings = context.settings()
+        for line in demo.seed_reconciliation(db.session, context.clock(), context.today(),
+                                             settings.reconcile_dir, settings.zone):
+            click.echo(line)
+        demo.seed_cases(db.session, context.clock(), settings)
         click.echo("Demo data created.")
     db.session.commit()
     for line in demo.describe():
@@ -87,3 +93,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(staff_cli)
     app.cli.add_command(billing)
     app.cli.add_command(readings_cli)
+    app.cli.add_command(reconcile_command)

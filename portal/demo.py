@@ -16,10 +16,12 @@ acknowledges on its timeline (still open, nobody assigned yet).
 
 from __future__ import annotations
 
+import gzip
 import random
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -180,8 +182,9 @@ CASE_STAFF = "hz-collector"     # proposes the terms, answers the dispute; sees 
 
 
 def seed_cases(session: Session, clock: Clock, settings: Settings) -> None:
-    """Add the demo's plan and dispute to a freshly seeded demo, through the services (audit
-    rows and customer messages included). The caller commits."""
+    """Add the demo's plan and dispute to a freshly seeded demo (after ``seed_reconciliation``:
+    the plan covers what its top-ups left owed), through the services, audit rows and customer
+    messages included. The caller commits."""
     today = local_today(clock, settings.zone)
     collector = session.scalars(sa.select(StaffMember)
                                 .where(StaffMember.username == CASE_STAFF)).one()
@@ -273,4 +276,66 @@ def describe() -> list[str]:
                  f"我的异议) and as {CASE_STAFF} (/staff/plans, /staff/disputes).")
     lines.append(f"Supervisors and the admin also need a TOTP code: add the key {DEMO_TOTP_SECRET} "
                  "to an authenticator app (time-based, 6 digits, 30 s).")
+    return lines
+
+
+RECON_ACCOUNT = "3300000009"  # the tea company pays through WeChat in the reconciliation demo
+
+
+def seed_reconciliation(session: Session, clock: Clock, today: date, directory: Path,
+                        zone: tzinfo) -> list[str]:
+    """Two WeChat days for the reconciliation worklist, matched by the real reconciliation: the
+    day before yesterday clean, yesterday with one difference of each kind. The statements are
+    what the WeChat sandbox gateway serves for the trades it processed (its ``trade_bill``).
+    The orders are top-ups of the tea company (they pay part of its newest bill). Commits."""
+    from payments import service as payments
+    from payments.channels.base import Scene, StatementFile, Trade, TradeState
+    from payments.reconcile import service as reconcile
+    from payments.sandbox.wechat import SandboxOrder, WechatSandbox, WechatSandboxKeys
+    from payments.states import OrderStatus
+
+    gateway = WechatSandbox(WechatSandboxKeys("1900000109", "wxd930ea5d5a258f4f", *[""] * 7),
+                            "http://127.0.0.1:5100")
+    account_id = session.scalar(sa.select(ElectricityAccount.id)
+                                .where(ElectricityAccount.account_no == RECON_ACCOUNT))
+    assert account_id is not None  # noqa: S101 - seeded above
+
+    def trade(day: date, hour: int, fen: int, *, ours: OrderStatus | None,
+              theirs_fen: int | None) -> None:
+        """An order of ``fen`` in state ``ours`` (None: never set) and the
+        sandbox's trade of ``theirs_fen`` paid at ``hour`` (None: the channel has none)."""
+        at = datetime.combine(day, time(hour), zone)
+        order = payments.create_order(session, clock, account_id=account_id, customer_id=None,
+                                      channel="wechat", scene=Scene.DESKTOP, bill_ids=[],
+                                      topup_fen=fen, lifetime=timedelta(minutes=30),
+                                      first_query_after=timedelta(minutes=1))
+        if ours == OrderStatus.SUCCEEDED:
+            payments.apply_trade(session, clock, "wechat", Trade(
+                order.order_no, TradeState.SUCCEEDED, fen, channel_trade_no=f"4200{hour:024d}",
+                paid_at=at), "notify", zone)
+        elif ours is not None:
+            order.status = ours
+        if theirs_fen is not None:
+            gateway.orders[order.order_no] = SandboxOrder(
+                order.order_no, "NATIVE", theirs_fen, "电费", "", "demo", trade_state="SUCCESS",
+                transaction_id=f"4200{day:%m%d}{hour:020d}", success_time=at)
+        session.commit()
+
+    clean, seeded = today - timedelta(days=2), today - timedelta(days=1)
+    trade(clean, 9, 30000, ours=OrderStatus.SUCCEEDED, theirs_fen=30000)
+    trade(clean, 15, 12050, ours=OrderStatus.SUCCEEDED, theirs_fen=12050)
+    trade(seeded, 8, 20000, ours=OrderStatus.SUCCEEDED, theirs_fen=20000)   # matches
+    trade(seeded, 10, 5000, ours=OrderStatus.SUCCEEDED, theirs_fen=5001)    # amount_mismatch
+    trade(seeded, 11, 8000, ours=OrderStatus.CLOSED, theirs_fen=8000)       # status_mismatch
+    trade(seeded, 14, 6600, ours=OrderStatus.PENDING, theirs_fen=6600)      # channel_only
+    trade(seeded, 16, 4400, ours=OrderStatus.SUCCEEDED, theirs_fen=None)    # local_only
+    lines = []
+    for day in (clean, seeded):
+        text = gateway.trade_bill(day)
+        bill = None if text is None else StatementFile(gzip.compress(text.encode()), ".csv.gz")
+        result = reconcile.run_day(session, clock, "wechat", day, bill, directory=directory,
+                                   zone=zone)
+        found = ", ".join(f"{k} {n}" for k, n in sorted(result.found.items())) or "none"
+        lines.append(f"Reconciliation demo: WeChat {day}: {result.statement.line_count} lines, "
+                     f"differences: {found} (/staff/reconcile)")
     return lines

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from payments.reconcile.models import DIFFERENCE_MACHINE
 from payments.states import ORDER_MACHINE, REFUND_MACHINE
 from portal.bills.models import BILL_MACHINE
 from portal.disputes.models import DISPUTE_MACHINE
@@ -18,9 +19,9 @@ from portal.kernel.statemachine import StateMachine
 from portal.plans.models import PLAN_MACHINE
 from portal.readings.models import READING_MACHINE
 
-MACHINES: dict[str, StateMachine[Any]] = {m.name: m for m in (BILL_MACHINE, READING_MACHINE,
-                                                                   ORDER_MACHINE, REFUND_MACHINE,
-                                                                   PLAN_MACHINE, DISPUTE_MACHINE)}
+MACHINES: dict[str, StateMachine[Any]] = {m.name: m for m in (
+    BILL_MACHINE, READING_MACHINE, ORDER_MACHINE, REFUND_MACHINE, PLAN_MACHINE, DISPUTE_MACHINE,
+    DIFFERENCE_MACHINE)}
 BLOCK = re.compile(r"(<!-- state:(\w+) -->\n)(.*?)(<!-- /state:\2 -->)", re.S)
 
 

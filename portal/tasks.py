@@ -65,3 +65,48 @@ def plan_sweep() -> int:
     report = plans.sweep(db.session, context.clock(), settings.plans, settings.zone)
     db.session.commit()
     return report.completed + report.defaulted
+
+
+@shared_task(name="portal.tasks.reconcile_statement")
+def reconcile_statement(channel_name: str, day: str | None = None) -> int:
+    """Fetch, keep and match one channel's statement of ``day`` (default: yesterday in the
+    utility's zone); the same file again changes nothing. Returns the differences found."""
+    from datetime import date
+
+    from payments.reconcile import service as reconcile
+    from portal.kernel.clock import local_today
+
+    settings = context.settings()
+    channel = channels().get(channel_name)
+    if channel is None:
+        return 0  # not enabled here
+    when = date.fromisoformat(day) if day else local_today(context.clock(), settings.zone) - \
+        timedelta(days=1)
+    result = reconcile.run_day(db.session, context.clock(), channel_name, when,
+                               channel.fetch_statement(when), directory=settings.reconcile_dir,
+                               zone=settings.zone, channel=channel)
+    return sum(result.found.values())
+
+
+@shared_task(name="portal.tasks.accrue_late_fees")
+def accrue_late_fees() -> int:
+    """Post today's late fees (idempotent per bill per day)."""
+    from portal import notifying
+
+    return notifying.accrue_late_fees()
+
+
+@shared_task(name="portal.tasks.sweep_reminders")
+def sweep_reminders() -> int:
+    """Queue today's arrears reminders (each step once per bill)."""
+    from portal import notifying
+
+    return notifying.sweep_reminders()
+
+
+@shared_task(name="portal.tasks.sweep_receipts")
+def sweep_receipts() -> int:
+    """Queue payment and refund receipts for recent successes (each once)."""
+    from portal import notifying
+
+    return notifying.sweep_receipts()

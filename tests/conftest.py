@@ -118,6 +118,8 @@ def _settings(url: str, **overrides: object) -> Settings:
         "broker_url": "memory://", "ratelimit_storage_url": "memory://",
         # payment plan attachments: never into the repository's instance folder
         "plans": PlanPolicy(attachment_dir=Path(tempfile.gettempdir()) / "dianfei-test-plans"),
+        # statements kept by reconciliation: never into instance/
+        "reconcile_dir": Path(tempfile.gettempdir()) / "dianfei-test-statements",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

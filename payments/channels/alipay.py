@@ -22,13 +22,9 @@ expects Beijing time, so the worker processes must run with ``TZ=Asia/Shanghai``
 from __future__ import annotations
 
 import base64
-import csv
-import io
 import json
-import re
 import threading
 import uuid
-import zipfile
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
@@ -68,7 +64,7 @@ from payments.channels.base import (
     RefundResult,
     RefundState,
     Scene,
-    StatementRow,
+    StatementFile,
     Trade,
     TradeState,
 )
@@ -199,14 +195,6 @@ class _GatewayClient(DefaultAlipayClient):  # type: ignore[misc]
 def _beijing_time(text: str) -> datetime:
     """Alipay's "yyyy-MM-dd HH:mm:ss" Beijing time as aware UTC; ValueError when malformed."""
     return datetime.strptime(text, ALIPAY_TIME_FORMAT).replace(tzinfo=BEIJING).astimezone(UTC)
-
-
-def _signed_yuan_to_fen(text: str) -> int:
-    """Statement amounts carry a sign on refund rows ("-12.30"); the digits are parsed strictly."""
-    text = text.strip()
-    if text.startswith("-"):
-        return -parse_yuan(text[1:])
-    return parse_yuan(text)
 
 
 class AlipayChannel:
@@ -414,109 +402,17 @@ class AlipayChannel:
 
     # -- statement --------------------------------------------------------------------------
 
-    def fetch_statement(self, day: date) -> list[StatementRow]:
+    def fetch_statement(self, day: date) -> StatementFile | None:
+        """The trade bill zip as downloaded (``payments.reconcile.alipay`` reads it)."""
         response = self._call(AlipayDataDataserviceBillDownloadurlQueryRequest(),
                               {"bill_type": "trade", "bill_date": day.isoformat()},
                               accept=frozenset({"isp.bill_not_exist"}))
         if response.get("sub_code") == "isp.bill_not_exist":
-            return []
+            return None
         try:  # the URL is valid for 30 seconds
             download = self._client.session().get(str(response.get("bill_download_url")),
                                                   timeout=self._timeouts)
             download.raise_for_status()
         except requests.RequestException as exc:
             raise ChannelUnavailable(f"bill download: {exc}"[:300]) from exc
-        return parse_statement_zip(download.content)
-
-
-# -- the statement file ---------------------------------------------------------------------
-
-DETAIL_START: Final = "业务明细列表"
-DETAIL_END: Final = "业务明细列表结束"
-KINDS: Final = {"交易": "payment", "退款": "refund"}
-# "#交易合计：6笔，商家实收共0.06元，商家优惠共0.00元" / "#退款合计：4笔，商家实收退款共-0.04元，…":
-# the count and the first total (the 商家实收 column's sum) after it.
-_TOTAL_RE: Final = re.compile(r"#(交易|退款)合计：(\d+)笔，[^，]*?共(-?[0-9.]+)元")
-
-
-def _zip_name(info: zipfile.ZipInfo) -> str:
-    if info.flag_bits & 0x800:  # the UTF-8 flag
-        return info.filename
-    # Alipay's names are GBK bytes without the flag, which zipfile decoded as cp437.
-    return info.filename.encode("cp437").decode("gbk", errors="replace")
-
-
-def parse_statement_zip(data: bytes) -> list[StatementRow]:
-    """Rows of the "业务明细" CSV (GBK) inside Alipay's trade bill zip.
-
-    Refund rows (业务类型 退款) carry negative amounts in the file; a ``StatementRow`` carries the
-    magnitude in ``amount_fen``/``fee_fen`` and the direction in ``kind``. The footer totals
-    (``#交易合计：N笔，商家实收共X元…``, ``#退款合计：M笔，商家实收退款共-Y元…``) must match the
-    rows, so a truncated or misread file is refused (``ChannelError("bad_statement")``).
-    """
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        raise ChannelError("bad_statement", "not a zip") from exc
-    with archive:
-        for info in archive.infolist():
-            if "汇总" in _zip_name(info) or not _zip_name(info).endswith(".csv"):
-                continue
-            text = archive.read(info).decode("gbk")
-            if DETAIL_START in text:
-                return _parse_detail(text)
-    raise ChannelError("bad_statement", "no 业务明细 file in the zip")
-
-
-def _parse_detail(text: str) -> list[StatementRow]:
-    lines = text.splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines)
-                     if line.startswith("#") and DETAIL_START in line and DETAIL_END not in line)
-        end = next(i for i, line in enumerate(lines) if line.startswith("#") and DETAIL_END in line)
-    except StopIteration as exc:
-        raise ChannelError("bad_statement", "detail markers missing") from exc
-    table = [[cell.strip() for cell in row] for row in csv.reader(lines[start + 1:end])]
-    try:
-        header, body = table[0], [row for row in table[1:] if any(row)]
-        col = {name: header.index(name) for name in (
-            "支付宝交易号", "商户订单号", "业务类型", "完成时间", "商家实收（元）",
-            "退款批次号/请求号", "服务费（元）")}
-        rows = [_statement_row(row, col) for row in body]
-        _check_totals(lines[end + 1:], rows)
-    except (ValueError, IndexError) as exc:  # MoneyFormatError is a ValueError
-        raise ChannelError("bad_statement", str(exc)[:200]) from exc
-    return rows
-
-
-def _statement_row(row: list[str], col: dict[str, int]) -> StatementRow:
-    kind = KINDS.get(row[col["业务类型"]])
-    if kind is None:
-        raise ValueError(f"unknown 业务类型 {row[col['业务类型']]!r}")
-    occurred = _beijing_time(row[col["完成时间"]])
-    amount = _signed_yuan_to_fen(row[col["商家实收（元）"]])
-    if (kind == "refund") != (amount < 0):
-        raise ValueError(f"{kind} row with amount {amount}")
-    return StatementRow(
-        order_no=row[col["商户订单号"]],
-        channel_trade_no=row[col["支付宝交易号"]],
-        kind=kind,
-        amount_fen=abs(amount),
-        fee_fen=abs(_signed_yuan_to_fen(row[col["服务费（元）"]] or "0")),
-        occurred_at=occurred,
-        refund_no=(row[col["退款批次号/请求号"]] or None) if kind == "refund" else None,
-    )
-
-
-def _check_totals(footer: list[str], rows: list[StatementRow]) -> None:
-    totals = {}
-    for line in footer:
-        match = _TOTAL_RE.match(line.strip())
-        if match:
-            totals[KINDS[match.group(1)]] = (int(match.group(2)),
-                                             abs(_signed_yuan_to_fen(match.group(3))))
-    for kind in ("payment", "refund"):
-        found = [r.amount_fen for r in rows if r.kind == kind]
-        counted = (len(found), sum(found))
-        if totals.get(kind) != counted:
-            raise ValueError(f"{kind} footer {totals.get(kind)} != rows {counted}")
+        return StatementFile(download.content, ".zip")

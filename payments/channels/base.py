@@ -129,16 +129,12 @@ class RefundResult:
 
 
 @dataclass(frozen=True)
-class StatementRow:
-    """One line of a channel's daily statement, for reconciliation (the jobs issue)."""
+class StatementFile:
+    """A channel's daily statement exactly as downloaded (already checked against the hash the
+    channel gave, where it gives one); ``payments.reconcile`` keeps it and parses it."""
 
-    order_no: str
-    channel_trade_no: str
-    kind: str             # "payment" | "refund"
-    amount_fen: int
-    fee_fen: int
-    occurred_at: datetime
-    refund_no: str | None = None
+    content: bytes
+    suffix: str           # ".csv.gz" (WeChat), ".zip" (Alipay), ".json" (Stripe)
 
 
 @runtime_checkable
@@ -166,4 +162,7 @@ class PaymentChannel(Protocol):
 
     def query_refund(self, request: RefundRequest) -> RefundResult: ...
 
-    def fetch_statement(self, day: date) -> list[StatementRow]: ...
+    def fetch_statement(self, day: date) -> StatementFile | None:
+        """The statement of ``day`` (the channel's business day) as a file; None when the
+        channel says there is none (no trade that day)."""
+        ...

@@ -34,7 +34,7 @@ from payments.channels.base import (
     RefundRequest,
     RefundResult,
     RefundState,
-    StatementRow,
+    StatementFile,
     Trade,
     TradeState,
 )
@@ -63,10 +63,6 @@ _REFUND_STATES = {
     "failed": RefundState.FAILED,
     "canceled": RefundState.FAILED,
 }
-# balance transaction type -> StatementRow.kind; fees, payouts and adjustments are not orders
-_STATEMENT_KINDS = {"charge": "payment", "payment": "payment",
-                    "refund": "refund", "payment_refund": "refund"}
-
 
 class StripeSettings(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(frozen=True)
@@ -173,17 +169,12 @@ class StripeChannel:
 
     # -- reconciliation -------------------------------------------------------------------------
 
-    def fetch_statement(self, day: date) -> list[StatementRow]:
-        """The day's payments and refunds (business day in ``settings.timezone``).
-
-        Amounts are magnitudes from the charge or refund itself (CNY fen; ``kind`` gives the
-        direction, as for the other channels). Stripe books fees in the
-        account's settlement currency: ``fee_fen`` is that fee when it settles in CNY, else 0.
-        """
+    def fetch_statement(self, day: date) -> StatementFile | None:
+        """The day's balance transactions (business day in ``settings.timezone``) with their
+        sources' PaymentIntents, as a JSON array (``payments.reconcile.stripe`` reads it)."""
         zone = ZoneInfo(self.settings.timezone)
         start = datetime.combine(day, time(), zone)
         end = start + timedelta(days=1)
-        rows = []
         with _calls():
             pages = self._client.v1.balance_transactions.list({
                 "created": {"gte": int(start.timestamp()), "lt": int(end.timestamp())},
@@ -191,28 +182,9 @@ class StripeChannel:
                 "expand": ["data.source.payment_intent"],
             })
             transactions = [txn.to_dict() for txn in pages.auto_paging_iter()]
-        for txn in transactions:
-            kind = _STATEMENT_KINDS.get(txn["type"])
-            source = txn.get("source")
-            if kind is None or not isinstance(source, dict):
-                continue
-            intent = source.get("payment_intent")
-            if not isinstance(intent, dict) or source.get("currency") != "cny":
-                continue  # not one of our PaymentIntents
-            order_no = (intent.get("metadata") or {}).get("order_no")
-            if not order_no:
-                continue
-            rows.append(StatementRow(
-                order_no=order_no,
-                channel_trade_no=intent["id"],
-                kind=kind,
-                amount_fen=int(source["amount"]),
-                fee_fen=abs(int(txn["fee"])) if txn["currency"] == "cny" else 0,
-                occurred_at=datetime.fromtimestamp(txn["created"], UTC),
-                refund_no=(source.get("metadata") or {}).get("refund_no") if kind == "refund"
-                else None,
-            ))
-        return rows
+        if not transactions:
+            return None
+        return StatementFile(json.dumps(transactions, sort_keys=True).encode(), ".json")
 
     # -- notifications --------------------------------------------------------------------------
 

@@ -8,10 +8,8 @@ not), decrypted with the APIv3 key and checked for our app id, merchant and curr
 
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
-import io
 import ipaddress
 import json
 import secrets
@@ -39,12 +37,11 @@ from payments.channels.base import (
     RefundResult,
     RefundState,
     Scene,
-    StatementRow,
+    StatementFile,
     Trade,
     TradeState,
 )
 from portal.kernel.clock import Clock, SystemClock
-from portal.kernel.money import MoneyFormatError, parse_yuan
 
 PRODUCTION_GATEWAY = "https://api.mch.weixin.qq.com"
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
@@ -322,12 +319,14 @@ class WechatPayChannel:
 
     # -- reconciliation -------------------------------------------------------------------
 
-    def fetch_statement(self, day: date) -> list[StatementRow]:
+    def fetch_statement(self, day: date) -> StatementFile | None:
+        """The ALL trade bill as downloaded (gzip), after checking the SHA1 WeChat gives for
+        the unzipped bill (the download itself is not signed)."""
         try:
             _, meta = self._call(self._pay.trade_bill, bill_date=day.isoformat(), tar_type="GZIP")
         except ChannelError as exc:
             if exc.code == "NO_STATEMENT_EXIST":
-                return []  # no trade that day
+                return None  # no trade that day
             raise
         url = _field(meta, "download_url")
         gateway = self._pay._core._gate_way
@@ -343,7 +342,7 @@ class WechatPayChannel:
             hashlib.sha1(raw).hexdigest() != str(meta.get("hash_value", "")).lower()  # noqa: S324
         ):
             raise ChannelError("bad_statement", "SHA1 of the bill does not match")
-        return parse_trade_bill(raw.decode("utf-8-sig"))
+        return StatementFile(content, ".csv.gz")
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -454,71 +453,3 @@ def _refund_result(data: Mapping[str, Any], refund_no: str) -> RefundResult:
         channel_refund_no=data.get("refund_id") or None,
         amount_fen=_fen(data.get("amount"), "refund"),
     )
-
-
-def _signed_yuan(text: str) -> int:
-    """Bill amounts are yuan strings; fees of refund rows are negative (the fee given back)."""
-    if text.startswith("-"):
-        return -parse_yuan(text[1:])
-    return parse_yuan(text)
-
-
-def parse_trade_bill(text: str) -> list[StatementRow]:
-    """Parse an ALL trade bill (交易账单): a header line, detail lines whose values start with a
-    backtick, then a summary header (总交易单数, ...) and one summary line. Amounts are yuan."""
-    rows = list(csv.reader(io.StringIO(text)))
-    rows = [row for row in rows if any(cell.strip() for cell in row)]
-
-    def clean(row: list[str]) -> list[str]:
-        return [cell.strip().removeprefix("`") for cell in row]
-
-    if not rows:
-        raise ChannelError("bad_statement", "empty bill")
-    header = clean(rows[0])
-    try:
-        end = next(i for i, row in enumerate(rows) if clean(row)[0] == "总交易单数")
-    except StopIteration:
-        raise ChannelError("bad_statement", "the bill has no summary") from None
-    column = {name: index for index, name in enumerate(header)}
-    needed = ("交易时间", "微信订单号", "商户订单号", "交易状态", "货币种类", "手续费", "订单金额",
-              "商户退款单号", "退款金额")
-    missing = [name for name in needed if name not in column]
-    if missing or end + 1 >= len(rows):
-        raise ChannelError("bad_statement", f"missing columns or summary: {missing}")
-    details = [clean(row) for row in rows[1:end]]
-    summary = dict(zip(clean(rows[end]), clean(rows[end + 1]), strict=False))
-    if summary.get("总交易单数") != str(len(details)):
-        raise ChannelError("bad_statement", "summary count does not match the detail lines")
-    result = []
-    try:
-        for cells in details:
-            def cell(name: str, cells: list[str] = cells) -> str:
-                return cells[column[name]]
-
-            if cell("货币种类") != "CNY":
-                raise ChannelError("bad_statement", f"currency {cell('货币种类')!r}")
-            occurred_at = datetime.strptime(cell("交易时间"), "%Y-%m-%d %H:%M:%S").replace(
-                tzinfo=BEIJING
-            )
-            state = cell("交易状态")
-            if state == "SUCCESS":
-                kind, amount, refund_no = "payment", _signed_yuan(cell("订单金额")), None
-            elif state == "REFUND":
-                kind, amount = "refund", _signed_yuan(cell("退款金额"))
-                refund_no = cell("商户退款单号")
-            else:
-                raise ChannelError("bad_statement", f"unexpected trade state {state!r}")
-            result.append(
-                StatementRow(
-                    order_no=cell("商户订单号"),
-                    channel_trade_no=cell("微信订单号"),
-                    kind=kind,
-                    amount_fen=amount,
-                    fee_fen=_signed_yuan(cell("手续费")),
-                    occurred_at=occurred_at.astimezone(UTC),
-                    refund_no=refund_no,
-                )
-            )
-    except (IndexError, ValueError, MoneyFormatError) as exc:
-        raise ChannelError("bad_statement", str(exc)[:200]) from None
-    return result

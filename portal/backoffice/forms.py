@@ -34,6 +34,7 @@ PERMISSION_LABELS = {
     Permission.VIEW_AUDIT_LOG: _l("View the audit log"),
     Permission.MANAGE_STAFF: _l("Manage staff and their districts"),
     Permission.RESOLVE_DISPUTES: _l("Resolve disputes (uphold or adjust the bill)"),
+    Permission.RECONCILE: _l("Work through reconciliation differences (对账)"),
 }
 
 NEW_PASSWORD = [
@@ -142,4 +143,11 @@ class RefundDeclineForm(FlaskForm):
     reason = StringField(_l("Why it is declined"), [
         DataRequired(_l("Say why the refund is declined; the requester will read it.")),
         Length(max=255, message=_l("A reason has at most 255 characters.")),
+    ])
+
+
+class DifferenceNoteForm(FlaskForm):
+    note = StringField(_l("Note"), [
+        DataRequired(_l("Write what was found or done; the next person will read it.")),
+        Length(max=500, message=_l("A note has at most 500 characters.")),
     ])

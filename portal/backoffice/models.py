@@ -38,6 +38,7 @@ class Permission(enum.StrEnum):
     VIEW_AUDIT_LOG = "view_audit_log"
     MANAGE_STAFF = "manage_staff"
     RESOLVE_DISPUTES = "resolve_disputes"  # uphold or adjust: the bill's outcome
+    RECONCILE = "reconcile"
 
 
 _P = Permission
@@ -46,11 +47,11 @@ ROLE_PERMISSIONS: Mapping[StaffRole, frozenset[Permission]] = {
     StaffRole.AUDITOR: frozenset({_P.VIEW_ACCOUNTS, _P.REVIEW_READINGS, _P.REVIEW_BILLS,
                                   _P.HANDLE_DISPUTES, _P.RESOLVE_DISPUTES}),
     StaffRole.COLLECTOR: frozenset({_P.VIEW_ACCOUNTS, _P.MANAGE_PLANS, _P.REQUEST_REFUND,
-                                    _P.HANDLE_DISPUTES}),
+                                    _P.HANDLE_DISPUTES, _P.RECONCILE}),
     StaffRole.SUPERVISOR: frozenset({_P.VIEW_ACCOUNTS, _P.REVIEW_READINGS, _P.REVIEW_BILLS,
                                      _P.HANDLE_DISPUTES, _P.MANAGE_PLANS, _P.APPROVE_PLANS,
                                      _P.REQUEST_REFUND, _P.APPROVE_REFUND, _P.VIEW_KPIS,
-                                     _P.VIEW_AUDIT_LOG, _P.RESOLVE_DISPUTES}),
+                                     _P.VIEW_AUDIT_LOG, _P.RESOLVE_DISPUTES, _P.RECONCILE}),
     StaffRole.ADMIN: frozenset(Permission),
 }
 # Roles that sign in with a TOTP code as well as the password.
@@ -86,6 +87,7 @@ class StaffMember(IdMixin, Base):
     last_failed_login_at: Mapped[datetime | None]
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+    email: Mapped[str | None] = mapped_column(sa.String(254))  # staff notifications, optional
 
     districts: Mapped[list[District]] = relationship(secondary=staff_districts,
                                                      order_by=District.code)

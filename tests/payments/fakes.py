@@ -16,7 +16,7 @@ from payments.channels.base import (
     RefundRequest,
     RefundResult,
     RefundState,
-    StatementRow,
+    StatementFile,
     Trade,
     TradeState,
 )
@@ -33,6 +33,7 @@ class FakeChannel:
     fail_next: list[Exception | None] = field(default_factory=list)  # per call; None: answer
     refund_state: RefundState = RefundState.PENDING
     query_refund_state: RefundState = RefundState.SUCCEEDED
+    statements: dict[date, StatementFile] = field(default_factory=dict)  # what fetch returns
 
     def _maybe_fail(self) -> None:
         if self.fail_next:
@@ -73,8 +74,9 @@ class FakeChannel:
         self.refund_queries.append(request)
         return RefundResult(request.refund_no, self.query_refund_state)
 
-    def fetch_statement(self, day: date) -> list[StatementRow]:
-        return []  # pragma: no cover
+    def fetch_statement(self, day: date) -> StatementFile | None:
+        self._maybe_fail()
+        return self.statements.get(day)
 
     def pay(self, order_no: str, amount_fen: int, currency: str = "CNY") -> Trade:
         """The customer pays at the channel: queries now say so; returns the trade."""

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from billing_adapter.local.pricing import Usage, quote
 from billing_adapter.local.tariffs import TariffBook
+from portal import demo as demo_data
 from portal.accounts.models import ElectricityAccount
 from portal.bills import service as bills
 from portal.bills.models import Bill, BillStatus
@@ -55,6 +56,22 @@ def test_rerunning_a_demo_month_changes_nothing(app, demo) -> None:
     result = app.test_cli_runner().invoke(args=["billing", "run", "--period", "2026-11"])
     assert result.exit_code == 0, result.output
     assert "Nothing to do for 2026-11: 5 accounts were billed already" in result.output
+
+
+def test_demo_reconciliation_has_a_clean_day_and_one_difference_of_each_kind(
+        session, clock, demo, tmp_path) -> None:
+    from payments.reconcile.models import Difference, Statement
+    from portal.settings import Settings
+
+    today = date(2026, 12, 3)
+    lines = demo_data.seed_reconciliation(session, clock, today, tmp_path, Settings().zone)
+    assert lines[0].startswith("Reconciliation demo: WeChat 2026-12-01: 2 lines, differences: "
+                               "none")
+    statements = session.scalars(sa.select(Statement).order_by(Statement.bill_date)).all()
+    assert [(s.line_count, s.differences) for s in statements] == [(2, 0), (4, 4)]
+    kinds = session.scalars(sa.select(Difference.kind).order_by(Difference.kind)).all()
+    assert sorted(k.value for k in kinds) == ["amount_mismatch", "channel_only", "local_only",
+                                              "status_mismatch"]
 
 
 def test_the_seed_shows_a_plan_and_a_dispute_to_customers_and_staff_and_runs_once(

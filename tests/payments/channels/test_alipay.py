@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
-from payments.channels.alipay import AlipayChannel, AlipaySettings, parse_statement_zip
+from payments.channels.alipay import AlipayChannel, AlipaySettings
 from payments.channels.base import (
     ChannelError,
     ChannelUnavailable,
@@ -31,6 +31,7 @@ from payments.channels.base import (
     Scene,
     TradeState,
 )
+from payments.reconcile.alipay import read as parse_statement_zip
 from payments.sandbox.alipay import (
     AlipayGateway,
     AlipaySandboxKeys,
@@ -256,7 +257,9 @@ def test_statement_lists_payments_and_refunds_and_matches_its_footer(env: Env) -
     env.clock.advance(timedelta(hours=1))
     env.channel.refund(RefundRequest(order_no="D-B", refund_no="R-B1", amount_fen=5000,
                                      order_amount_fen=20000, reason="多缴"))
-    rows = env.channel.fetch_statement(date(2026, 12, 3))
+    statement = env.channel.fetch_statement(date(2026, 12, 3))
+    assert statement is not None and statement.suffix == ".zip"
+    rows = parse_statement_zip(statement.content)
     got = sorted((r.kind, r.order_no, r.amount_fen, r.fee_fen, r.refund_no, r.occurred_at)
                  for r in rows)
     assert got == [
@@ -265,7 +268,7 @@ def test_statement_lists_payments_and_refunds_and_matches_its_footer(env: Env) -
         ("refund", "D-B", 5000, 30, "R-B1", NOW + timedelta(hours=1)),
     ]
     assert {r.channel_trade_no for r in rows} == {t.trade_no for t in env.gateway.trades.values()}
-    assert env.channel.fetch_statement(date(2026, 12, 2)) == []
+    assert env.channel.fetch_statement(date(2026, 12, 2)) is None
 
 
 def _rewrite_detail(data: bytes, edit: Callable[[str], str]) -> bytes:

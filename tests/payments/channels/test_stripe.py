@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from payments.channels.base import (
     TradeState,
 )
 from payments.channels.stripe import StripeChannel, StripeSettings
+from payments.reconcile import stripe as reconcile_stripe
+from payments.reconcile.lines import Line
 from payments.sandbox.stripe import (
     StripeGateway,
     StripeSandboxKeys,
@@ -239,15 +242,22 @@ def test_statement_lists_the_days_payments_and_refunds(rig: Rig) -> None:
     at[0] = day + timedelta(minutes=40)
     rig.channel.refund(refund_request(paid, ref, "R1", 4_000))  # refunded 00:10 on 3 Dec
 
-    on_2nd = rig.channel.fetch_statement(date(2026, 12, 2))
-    on_3rd = rig.channel.fetch_statement(date(2026, 12, 3))
+    on_2nd = statement(rig, date(2026, 12, 2))
+    on_3rd = statement(rig, date(2026, 12, 3))
 
     assert [(r.kind, r.order_no, r.channel_trade_no, r.amount_fen, r.fee_fen, r.refund_no)
             for r in on_2nd] == [("payment", "D1", ref, 10_000, 300, None)]
     assert on_2nd[0].occurred_at == (day + timedelta(minutes=10)).astimezone(UTC)
     assert [(r.kind, r.order_no, r.amount_fen, r.fee_fen, r.refund_no) for r in on_3rd] == [
         ("refund", "D1", 4_000, 0, "R1")]
-    assert rig.channel.fetch_statement(date(2026, 12, 4)) == []
+    assert rig.channel.fetch_statement(date(2026, 12, 4)) is None
+
+
+def statement(rig: Rig, day: date) -> list[Line]:
+    """The day's balance transactions as fetched, read by the reconciliation parser."""
+    fetched = rig.channel.fetch_statement(day)
+    assert fetched is not None and fetched.suffix == ".json"
+    return list(reconcile_stripe.parse(io.BytesIO(fetched.content)))
 
 
 def test_statement_pages_through_many_transactions(rig: Rig) -> None:
@@ -255,7 +265,7 @@ def test_statement_pages_through_many_transactions(rig: Rig) -> None:
         ref = rig.channel.create(order(f"D{n:04}", 100 + n)).channel_ref
         rig.gateway.confirm(ref or "")
     today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
-    rows = rig.channel.fetch_statement(today)
+    rows = statement(rig, today)
     assert sorted(r.amount_fen for r in rows) == list(range(100, 205))
 
 
@@ -438,7 +448,7 @@ def test_foreign_intents_are_not_ours(rig: Rig) -> None:
         rig.channel.query("D9", dollars)
     assert caught.value.code == "currency_mismatch"
     today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
-    assert [(r.order_no, r.amount_fen) for r in rig.channel.fetch_statement(today)] == [
+    assert [(r.order_no, r.amount_fen) for r in statement(rig, today)] == [
         ("D1", 900)]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ from payments.channels.base import (
     Scene,
     TradeState,
 )
-from payments.channels.wechat import WechatPayChannel, WechatPaySettings, parse_trade_bill
+from payments.channels.wechat import WechatPayChannel, WechatPaySettings
+from payments.reconcile import wechat as wechat_bill
 from payments.sandbox.wechat import (
     WechatSandbox,
     WechatSandboxKeys,
@@ -322,7 +324,9 @@ def test_statement_lists_the_days_payments_and_refunds_in_fen(world: World) -> N
     paid(world, "DF20261203000002", 100)
     world.channel.refund(refund_request("RF20261203000001", 345))
 
-    rows = world.channel.fetch_statement(date(2026, 12, 3))
+    statement = world.channel.fetch_statement(date(2026, 12, 3))
+    assert statement is not None and statement.suffix == ".csv.gz"
+    rows = list(wechat_bill.parse(io.BytesIO(statement.content)))
 
     by_kind = {(row.kind, row.order_no): row for row in rows}
     assert set(by_kind) == {
@@ -337,9 +341,9 @@ def test_statement_lists_the_days_payments_and_refunds_in_fen(world: World) -> N
     assert payment.channel_trade_no == world.gateway.orders["DF20261203000001"].transaction_id
     refund = by_kind["refund", "DF20261203000001"]
     assert refund.amount_fen == 345
-    assert refund.fee_fen == -2
+    assert refund.fee_fen == 2  # given back
     assert refund.refund_no == "RF20261203000001"
-    assert world.channel.fetch_statement(date(2026, 12, 2)) == []
+    assert world.channel.fetch_statement(date(2026, 12, 2)) is None
 
 
 def test_statement_whose_download_does_not_match_its_sha1_is_refused(
@@ -398,7 +402,7 @@ def bill_line(state: str = "SUCCESS", currency: str = "CNY", amount: str = "1.00
 )
 def test_malformed_bills_are_refused(text: str) -> None:
     with pytest.raises(ChannelError) as info:
-        parse_trade_bill(text)
+        list(wechat_bill.parse(io.BytesIO(gzip.compress(text.encode()))))
     assert info.value.code == "bad_statement"
 
 

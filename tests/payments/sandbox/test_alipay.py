@@ -15,6 +15,7 @@ from alipay.aop.api.util.SignatureUtils import get_sign_content, sign_with_rsa2,
 
 from payments.channels.alipay import AlipayChannel
 from payments.channels.base import OrderRequest, RefundRequest, Scene, TradeState
+from payments.reconcile.alipay import read
 from payments.sandbox.alipay import (
     AlipayGateway,
     AlipaySandboxKeys,
@@ -196,7 +197,9 @@ def test_bill_download_url_errors_and_single_use(box: Box) -> None:
     url = box.call(bill, {"bill_type": "trade", "bill_date": "2026-12-03"})["bill_download_url"]
     assert requests.get(url, timeout=5).content[:2] == b"PK"
     assert requests.get(url, timeout=5).status_code == 404
-    assert [r.order_no for r in box.channel.fetch_statement(date(2026, 12, 3))] == ["D-1"]
+    statement = box.channel.fetch_statement(date(2026, 12, 3))
+    assert statement is not None
+    assert [r.order_no for r in read(statement.content)] == ["D-1"]
 
 
 def test_page_pay_parameters_are_checked(box: Box) -> None:

@@ -13,6 +13,7 @@ from werkzeug.test import TestResponse
 from payments import service as payments
 from payments.channels.base import Scene, Trade, TradeState
 from payments.models import PaymentOrder, Refund
+from payments.reconcile.models import Difference, DifferenceKind, DifferenceStatus, Statement
 from portal.accounts.models import AccountLink, ElectricityAccount
 from portal.backoffice import service
 from portal.backoffice.models import StaffMember, StaffRole
@@ -160,3 +161,26 @@ def flagged_reading(session: Session, clock: FrozenClock, account_no: str,
     session.add(reading)
     session.commit()
     return reading.id
+
+
+def difference(session: Session, clock: FrozenClock, account_no: str | None,
+               order_no: str = "DF-RECON-1", kind: DifferenceKind = DifferenceKind.AMOUNT_MISMATCH,
+               day: date = date(2026, 12, 2)) -> Difference:
+    """An open reconciliation difference about ``order_no`` of the demo account (none: a
+    difference without an account), on a WeChat statement of ``day``. Committed."""
+    statement = session.scalar(sa.select(Statement).filter_by(channel="wechat", bill_date=day))
+    if statement is None:
+        statement = Statement(channel="wechat", bill_date=day, version=1, sha256="0" * 64,
+                              fetched_at=clock.now(), matched_at=clock.now())
+        session.add(statement)
+        session.flush()
+    account_id = None if account_no is None else session.scalar(
+        sa.select(ElectricityAccount.id).where(ElectricityAccount.account_no == account_no))
+    diff = Difference(statement_id=statement.id, channel="wechat", bill_date=day,
+                      key=f"payment:{order_no}", kind=kind, status=DifferenceStatus.OPEN,
+                      order_no=order_no, channel_amount_fen=8100, local_amount_fen=8000,
+                      channel_status="SUCCESS", local_status="succeeded",
+                      account_id=account_id, created_at=clock.now())
+    session.add(diff)
+    session.commit()
+    return diff

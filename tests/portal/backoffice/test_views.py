@@ -19,6 +19,7 @@ from portal.extensions import db
 from tests.helpers import FormClient, csrf_token, text_of
 
 from .staffing import (
+    difference,
     dispute_with_file,
     flagged_reading,
     paid_order,
@@ -68,6 +69,11 @@ def _plan_of(app, account_no: str) -> int:
                               context.settings().plan_attachment_dir).id
 
 
+def _difference_of(app, clock, account_no: str) -> int:
+    with app.app_context():
+        return difference(db.session, clock, account_no, order_no=f"DF-{account_no}").id
+
+
 def _staff_routes(app):
     """Every rule under /staff, with the view's access rule (None when it has none)."""
     for rule in app.url_map.iter_rules():
@@ -111,6 +117,7 @@ def test_role_by_route_matrix(app, web, clock, demo, role, tmp_path) -> None:
         "dispute_id": dispute_id,
         "attachment_id": attachment_id,
         "plan_id": _plan_of(app, "1100000001"),
+        "difference_id": _difference_of(app, clock, "1100000001"),
     }
     # POSTs last, and the one that deactivates someone at the very end
     calls = sorted(((method, rule, access) for rule, access in _staff_routes(app)
@@ -156,7 +163,9 @@ def test_other_districts_accounts_are_404_on_every_route_with_an_id(app, web, cl
               "plan_id": (_plan_of(app, "1100000001"), _plan_of(app, "3300000001")),
               "dispute_id": (own_dispute, other_dispute),
               "attachment_id": (own_file, other_file),
-              "reading_id": (own_reading, other_reading)}
+              "reading_id": (own_reading, other_reading),
+              "difference_id": (_difference_of(app, clock, "1100000001"),
+                                _difference_of(app, clock, "3300000001"))}
     checked = 0
     for rule, access in _staff_routes(app):
         args = set(rule.arguments)
