@@ -138,7 +138,7 @@ def prepare(url: str, count: int) -> list[tuple[str, int]]:
         session.commit()
         # Statistics, as a live database has them (autovacuum keeps them): without them the
         # planner takes the freshly loaded tables for empty and scans them whole.
-        with db.engine.connect() as conn:
+        with db.engine.begin() as conn:  # kept only if committed
             conn.execute(sa.text("ANALYZE " + ", ".join(db.metadata.tables)))
         db.engine.dispose()
     return orders
