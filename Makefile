@@ -17,6 +17,7 @@ COVERAGE_GATE := $(if $(filter 1,$(DIANFEI_REQUIRE_SERVICES)),--cov-fail-under=9
 demo: install $(ENVFILE)
 	grep -q '^DIANFEI_SANDBOX=' $(ENVFILE) || echo 'DIANFEI_SANDBOX=1' >> $(ENVFILE)
 	grep -q '^TZ=' $(ENVFILE) || echo 'TZ=Asia/Shanghai' >> $(ENVFILE)
+	grep -q '^DIANFEI_NOTIFICATIONS__CONSOLE=' $(ENVFILE) || echo 'DIANFEI_NOTIFICATIONS__CONSOLE=1' >> $(ENVFILE)
 	honcho -e $(ENVFILE) run flask --app wsgi db upgrade
 	honcho -e $(ENVFILE) run flask --app wsgi demo seed
 	honcho -e $(ENVFILE) run python -m payments.sandbox --init

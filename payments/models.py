@@ -41,7 +41,7 @@ class PaymentOrder(IdMixin, Base):
     # pay page can be shown again without a second order.
     checkout: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     expires_at: Mapped[datetime]
-    paid_at: Mapped[datetime | None]
+    paid_at: Mapped[datetime | None] = mapped_column(index=True)  # receipts sweep (notify)
     next_query_at: Mapped[datetime | None]
     query_attempts: Mapped[int] = mapped_column(default=0)
     review_reason: Mapped[str | None] = mapped_column(sa.String(255))

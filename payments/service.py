@@ -296,7 +296,7 @@ def _credit(session: Session, clock: Clock, order: sa.Row[Any], paid_at: datetim
     its bills oldest first (up to what each still owes), the rest to the prepaid balance, which
     then pays other owed bills; tell billing."""
     day = paid_at.astimezone(zone).date()
-    covered = session.execute(_COVERED, {"order_id": order.id}).all()
+    covered = session.connection().execute(_COVERED, {"order_id": order.id}).all()
     memo = f"{order.channel} {order.order_no}"
     entries = []
     remaining = order.amount_fen

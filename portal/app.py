@@ -10,7 +10,18 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import portal.models  # noqa: F401  (every table is mapped before the database is touched)
-from portal import billing, cli, context, errors, i18n, payment_channels, security, templating, urls
+from portal import (
+    billing,
+    cli,
+    context,
+    errors,
+    i18n,
+    notifying,
+    payment_channels,
+    security,
+    templating,
+    urls,
+)
 from portal.celery_app import celery_init_app
 from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
 from portal.kernel.clock import Clock, SystemClock
@@ -74,6 +85,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     security.init_app(app)
     celery_init_app(app)
     billing.init_app(app)
+    notifying.init_app(app)
     cli.init_app(app)
     payment_channels.init_app(app, settings, app.extensions[context.CLOCK_KEY])
 
@@ -85,7 +97,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         refund_views,
     )
     from portal.backoffice.views import bp as backoffice_bp
-    from portal.web import disputes, readings  # noqa: F401  (their routes are on web_bp)
+    from portal.web import disputes, notification_prefs, readings  # noqa: F401  (on web_bp)
     from portal.web.payments import bp as pay_bp
     from portal.web.plans import bp as plans_bp
     from portal.web.views import bp as web_bp

@@ -31,6 +31,14 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     **{f"reconcile-{name}": {"task": "portal.tasks.reconcile_statement", "args": (name,),
                              "schedule": crontab(hour=2, minute=30 + 5 * i)}
        for i, name in enumerate(("wechat", "alipay", "stripe"))},
+    # daily at 00:30 Asia/Shanghai (16:30 UTC): fees for the day just begun
+    "accrue-late-fees": {"task": "portal.tasks.accrue_late_fees",
+                         "schedule": crontab(hour=16, minute=30)},
+    # hourly: a run inside quiet hours queues for 08:00; each step is sent once per bill
+    "sweep-reminders": {"task": "portal.tasks.sweep_reminders",
+                        "schedule": crontab(minute=5)},
+    "sweep-receipts": {"task": "portal.tasks.sweep_receipts",
+                       "schedule": timedelta(minutes=1)},
 }
 
 

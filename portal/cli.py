@@ -24,7 +24,8 @@ STAFF_PASSWORD_ENV = "DIANFEI_STAFF_PASSWORD"  # noqa: S105 - the variable's nam
 
 @demo_cli.command("seed")
 def demo_seed() -> None:
-    """Create demo districts, customers, accounts, readings and bills (once), print sign-ins.
+    """Create demo districts, customers, accounts, readings and bills, a payment plan and a
+    dispute (once), print sign-ins.
 
     The shipped tariffs are (re)loaded into the database every time (an idempotent upsert)."""
     load_tariffs(db.session)
@@ -37,6 +38,7 @@ def demo_seed() -> None:
         for line in demo.seed_reconciliation(db.session, context.clock(), context.today(),
                                              settings.reconcile_dir, settings.zone):
             click.echo(line)
+        demo.seed_cases(db.session, context.clock(), settings)
         click.echo("Demo data created.")
     db.session.commit()
     for line in demo.describe():

@@ -7,6 +7,11 @@ issued bill is paid on the 18th of the month after its period, except each accou
 ``unpaid_months`` bills (李明's 2026-10 bill is therefore overdue). 王芳's newest month is a
 spike (6x her usual use), which verification holds for review: staff have a bill to check, and
 she sees it as "being checked" with nothing charged.
+
+``seed_cases`` then puts work in progress in 杭州西湖 through the services, as people would: the
+tea company asks for a payment plan for its unpaid bill and the district's collector proposes
+terms (waiting for the customer's answer), and 陈静 disputes her newest bill, which the collector
+acknowledges on its timeline (still open, nobody assigned yet).
 """
 
 from __future__ import annotations
@@ -32,12 +37,17 @@ from portal.accounts.models import (
     Meter,
 )
 from portal.backoffice import service as staff_service
-from portal.backoffice.models import StaffRole
+from portal.backoffice.models import StaffMember, StaffRole
 from portal.bills.models import Bill, BillStatus
-from portal.kernel.clock import Clock
+from portal.disputes import service as disputes
+from portal.disputes.models import DisputeCategory
+from portal.kernel.clock import Clock, local_today
+from portal.kernel.uploads import FileStore
 from portal.ledger import service as ledger
 from portal.ledger.models import EntryKind
+from portal.plans import service as plans
 from portal.readings.models import Reading, ReadingSource, ReadingStatus
+from portal.settings import Settings
 
 DEMO_PASSWORD = "dianfei-demo"  # noqa: S105 - printed for the demo on purpose
 # The authenticator key of the demo supervisors and admin: add it to an authenticator app by hand.
@@ -166,6 +176,51 @@ def seed(session: Session, clock: Clock, today: date) -> None:
     _bill_and_pay(session, clock, first_period)
 
 
+PLAN_ACCOUNT = "3300000009"     # the tea company: a plan with proposed terms
+DISPUTE_ACCOUNT = "3300000001"  # 陈静: an open dispute on her newest bill
+CASE_STAFF = "hz-collector"     # proposes the terms, answers the dispute; sees both
+
+
+def seed_cases(session: Session, clock: Clock, settings: Settings) -> None:
+    """Add the demo's plan and dispute to a freshly seeded demo (after ``seed_reconciliation``:
+    the plan covers what its top-ups left owed), through the services, audit rows and customer
+    messages included. The caller commits."""
+    today = local_today(clock, settings.zone)
+    collector = session.scalars(sa.select(StaffMember)
+                                .where(StaffMember.username == CASE_STAFF)).one()
+
+    business, customer_id = _account_and_customer(session, PLAN_ACCOUNT)
+    owed = plans.eligible_bills(session, business.id)
+    plan = plans.request_plan(
+        session, clock, settings.plans, settings.zone, customer_id=customer_id,
+        account=business, bill_ids=[bill_id for bill_id, _p, _a in owed], installments=3,
+        first_due_on=_month_add(today, 1).replace(day=10),
+        reason="旺季前资金周转紧张，希望分三期缴清。", hardship=False)
+    plans.propose(session, clock, settings.plans, settings.zone, collector, plan,
+                  installments=4, first_due_on=_month_add(today, 1).replace(day=15),
+                  note="按四期安排，每月15日缴费。")
+
+    resident, customer_id = _account_and_customer(session, DISPUTE_ACCOUNT)
+    bill = session.scalars(sa.select(Bill).where(
+        Bill.account_id == resident.id, Bill.status == BillStatus.ISSUED)
+        .order_by(Bill.period.desc(), Bill.version.desc()).limit(1)).one()
+    dispute = disputes.open_dispute(
+        session, clock, customer_id=customer_id, bill=bill, category=DisputeCategory.READING,
+        description="本月峰段读数比平时高很多，家里没有新增电器，怀疑抄表有误。",
+        disputed_fen=None, files=[], store=FileStore(settings.dispute_attachments_dir),
+        sla_working_days=settings.dispute_sla_working_days, today=today)
+    disputes.message(session, clock, collector, dispute,
+                     "已收到您的异议，我们会安排核对电表读数，请留意进度。")
+
+
+def _account_and_customer(session: Session, account_no: str) -> tuple[ElectricityAccount, int]:
+    account = session.scalars(sa.select(ElectricityAccount)
+                              .where(ElectricityAccount.account_no == account_no)).one()
+    customer_id = session.scalars(sa.select(AccountLink.customer_id)
+                                  .where(AccountLink.account_id == account.id).limit(1)).one()
+    return account, customer_id
+
+
 def _reading(spec: DemoAccount, meter: Meter, start: date, cumulative: dict[str, Decimal],
              now: datetime) -> Reading:
     registers = ("peak", "flat", "valley") if spec.customer_class is CustomerClass.BUSINESS \
@@ -216,6 +271,9 @@ def describe() -> list[str]:
     lines.append(f"Staff sign-ins at /staff/login (password for all: {DEMO_PASSWORD}):")
     for username, name, role, code in STAFF:
         lines.append(f"  {username}  {name}  {role.value}  {code or 'all districts'}")
+    lines.append(f"Work in progress: {PLAN_ACCOUNT} has a payment plan with proposed terms and "
+                 f"{DISPUTE_ACCOUNT} an open dispute; see them as the customers (分期缴费, "
+                 f"我的异议) and as {CASE_STAFF} (/staff/plans, /staff/disputes).")
     lines.append(f"Supervisors and the admin also need a TOTP code: add the key {DEMO_TOTP_SECRET} "
                  "to an authenticator app (time-based, 6 digits, 30 s).")
     return lines

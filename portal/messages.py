@@ -95,11 +95,6 @@ MESSAGES = {
     "dispute_adjustment_refused": _l("The billing system refused the adjustment (for "
                                      "example, a credit larger than the bill). Nothing was "
                                      "changed."),
-    "dispute_attachment_type": _l("Attach only photos (JPEG, PNG) or PDF files; a file that "
-                                  "is not one is refused, whatever its name."),
-    "dispute_attachment_size": _l("A file is larger than 3 MB. Make the photo smaller and "
-                                  "try again."),
-    "dispute_attachment_count": _l("Attach at most 3 files."),
 }
 
 # Why a bill is held for review (核), for staff; codes and their details come from
@@ -180,8 +175,6 @@ MESSAGES.update({
                                "Please contact your service office."),
     "plan_hardship_required": _l("Residents can ask for a payment plan in financial hardship: "
                                  "tick the hardship box and tell us about it."),
-    "plan_attachment_type": _l("The attachment must be a PDF, PNG or JPEG file."),
-    "plan_attachment_size": _l("The attachment is larger than the form allows."),
     "plan_needs_supervisor": _l("These terms are above the approval threshold: only a "
                                 "supervisor can approve or decline them."),
     "plan_terms_expired": _l("The first due date of these terms has passed. Cancel this plan "
@@ -189,4 +182,18 @@ MESSAGES.update({
     "plan_not_next_installment": _l("Pay the installments in order: this is not the next "
                                     "unpaid installment."),
     "plan_not_active": _l("This plan is not running, so there is no installment to pay."),
+})
+
+# Uploaded files (portal.kernel.uploads): params name, kinds, limit, megapixels, count
+MESSAGES.update({
+    "upload_type": _l("“%(name)s” is not a kind of file accepted here (%(kinds)s). Files are "
+                      "judged by their content, not their name: attach a photo or a scan saved "
+                      "as one of these kinds."),
+    "upload_unreadable": _l("“%(name)s” is damaged or incomplete and cannot be opened. "
+                            "Save or scan it again and attach the new file."),
+    "upload_pixels": _l("“%(name)s” has too many pixels (at most %(megapixels)s "
+                        "million). Make the photo smaller and try again."),
+    "upload_size": _l("“%(name)s” is larger than %(limit)s. Make it smaller and try "
+                      "again."),
+    "upload_count": _l("Attach at most %(count)s files."),
 })

@@ -3,6 +3,7 @@
 from billing_adapter.local.models import TariffVersionRow
 from billing_adapter.local.postings import BillingPosting, BillingReversal
 from notifications.consents import SubscribeConsent
+from notifications.models import DeliveryAttempt, NotificationPreference
 from payments.models import PaymentEvent, PaymentOrder, PaymentOrderBill, Refund
 from payments.reconcile.models import Difference, DifferenceNote, Statement, StatementLine
 from portal.accounts.models import AccountLink, Customer, District, ElectricityAccount, Meter
@@ -17,8 +18,9 @@ from portal.plans.models import PaymentPlan, PlanBill, PlanInstallment, PlanOrde
 from portal.readings.models import Reading
 
 __all__ = ["AccountLink", "AuditEntry", "Bill", "BillLine", "BillingPosting", "BillingReversal",
-           "Customer", "Difference", "DifferenceNote", "Dispute", "DisputeAttachment",
-           "DisputeEvent", "District", "ElectricityAccount", "LedgerEntry", "Meter",
-           "OutboxMessage", "PaymentEvent", "PaymentOrder", "PaymentOrderBill", "PaymentPlan",
-           "PlanBill", "PlanInstallment", "PlanOrder", "Reading", "Refund", "StaffMember",
-           "Statement", "StatementLine", "SubscribeConsent", "TariffVersionRow"]
+           "Customer", "DeliveryAttempt", "Difference", "DifferenceNote", "Dispute",
+           "DisputeAttachment", "DisputeEvent", "District", "ElectricityAccount", "LedgerEntry",
+           "Meter", "NotificationPreference", "OutboxMessage", "PaymentEvent", "PaymentOrder",
+           "PaymentOrderBill", "PaymentPlan", "PlanBill", "PlanInstallment", "PlanOrder", "Reading",
+           "Refund", "StaffMember", "Statement", "StatementLine", "SubscribeConsent",
+           "TariffVersionRow"]

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from notifications.config import NotificationSettings, ReminderPolicy
 from payments.channels.alipay import AlipaySettings
 from payments.channels.stripe import StripeSettings
 from payments.channels.wechat import WechatPaySettings
@@ -108,6 +109,10 @@ class Settings(BaseSettings):
     dispute_attachment_max_bytes: int = Field(default=3 * 1024 * 1024, ge=1024,
                                               le=3 * 1024 * 1024)
     dispute_attachments_dir: Path = INSTANCE / "attachments" / "disputes"
+    # Customer notifications (channels, DIANFEI_NOTIFICATIONS__*) and the arrears reminder
+    # ladder with its quiet hours (DIANFEI_REMINDERS__*).
+    notifications: NotificationSettings = NotificationSettings()
+    reminders: ReminderPolicy = ReminderPolicy()
 
     # Self-reported meter readings (portal.readings): customers may submit from
     # reading_window_first_day to reading_window_last_day of each month (a last day past the

@@ -86,3 +86,27 @@ def reconcile_statement(channel_name: str, day: str | None = None) -> int:
                                channel.fetch_statement(when), directory=settings.reconcile_dir,
                                zone=settings.zone, channel=channel)
     return sum(result.found.values())
+
+
+@shared_task(name="portal.tasks.accrue_late_fees")
+def accrue_late_fees() -> int:
+    """Post today's late fees (idempotent per bill per day)."""
+    from portal import notifying
+
+    return notifying.accrue_late_fees()
+
+
+@shared_task(name="portal.tasks.sweep_reminders")
+def sweep_reminders() -> int:
+    """Queue today's arrears reminders (each step once per bill)."""
+    from portal import notifying
+
+    return notifying.sweep_reminders()
+
+
+@shared_task(name="portal.tasks.sweep_receipts")
+def sweep_receipts() -> int:
+    """Queue payment and refund receipts for recent successes (each once)."""
+    from portal import notifying
+
+    return notifying.sweep_receipts()

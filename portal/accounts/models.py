@@ -40,6 +40,7 @@ class Customer(IdMixin, Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime]
     last_login_at: Mapped[datetime | None]
+    email: Mapped[str | None] = mapped_column(sa.String(254))  # for notifications, optional
 
     links: Mapped[list[AccountLink]] = relationship(back_populates="customer")
 

@@ -87,6 +87,7 @@ class StaffMember(IdMixin, Base):
     last_failed_login_at: Mapped[datetime | None]
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+    email: Mapped[str | None] = mapped_column(sa.String(254))  # staff notifications, optional
 
     districts: Mapped[list[District]] = relationship(secondary=staff_districts,
                                                      order_by=District.code)

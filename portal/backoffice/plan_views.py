@@ -6,9 +6,7 @@ same transaction, with who, when and why on the plan itself."""
 
 from __future__ import annotations
 
-import io
-
-from flask import flash, redirect, render_template, request, send_file, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -28,7 +26,7 @@ from portal.i18n import message_for
 from portal.kernel.errors import DomainError
 from portal.plans import service as plans
 from portal.plans.models import PaymentPlan, PlanStatus
-from portal.web.plans import PLAN_STATUS_LABELS
+from portal.web.plans import PLAN_STATUS_LABELS, send_attachment
 
 
 class ProposeForm(FlaskForm):
@@ -157,8 +155,4 @@ def plan_decline(plan_id: int) -> ResponseReturnValue:
 @bp.get("/plans/<id:plan_id>/attachment")
 @require(Permission.MANAGE_PLANS)
 def plan_attachment(plan_id: int) -> ResponseReturnValue:
-    plan = plans.get_scoped_plan(db.session, current_staff(), plan_id)
-    path = plans.attachment_path(context.settings().plan_attachment_dir, plan)
-    return send_file(io.BytesIO(path.read_bytes()), mimetype=plan.attachment_type,
-                     as_attachment=True,
-                     download_name=plan.attachment_name or path.name)
+    return send_attachment(plans.get_scoped_plan(db.session, current_staff(), plan_id))

@@ -88,6 +88,7 @@ class AccruedLateFee:
     rate: Decimal          # today's fraction of the arrears per day
     per_day_fen: int       # today's accrual, rounded by the late-fee rule (for display)
     waived: bool
+    posted_fen: int = 0    # of ``fee_fen``, what the daily accrual has put on the bill already
 
     @property
     def per_mille(self) -> Decimal:
@@ -95,18 +96,22 @@ class AccruedLateFee:
 
 
 def accrued_late_fee(bill: Bill, account: ElectricityAccount, owed_fen: int,
-                     today: date) -> AccruedLateFee | None:
+                     today: date, posted_fen: int = 0) -> AccruedLateFee | None:
     """None unless the bill is issued, unpaid (in part) and past its due date.
 
-    The arrears are what is still owed on the bill, capped at its total: late fees are never
-    charged on late fees."""
+    ``owed_fen`` includes the late fees posted so far (``posted_fen``, see
+    ``portal.bills.late_fees``); the arrears are the rest, capped at the bill's total: late fees
+    are never charged on late fees. The fee shown is the same rule the daily accrual posts by,
+    so it equals what is posted once today's accrual has run, and never less."""
     if bill.status is not BillStatus.ISSUED or owed_fen <= 0 or today <= bill.due_date:
         return None
-    arrears = min(owed_fen, bill.total_fen)
+    arrears = min(owed_fen - posted_fen, bill.total_fen)
+    if arrears <= 0:
+        return None
     cls = account.customer_class.value
     rate = daily_rate(cls, bill.due_date, today)
     fee = late_fee(cls, arrears, bill.due_date, today)
     if account.late_fee_waived:
         return AccruedLateFee(fee.days, arrears, 0, rate, 0, waived=True)
-    return AccruedLateFee(fee.days, arrears, fee.fee_fen, rate,
-                          round_late_fee(arrears * rate), waived=False)
+    return AccruedLateFee(fee.days, arrears, max(fee.fee_fen, posted_fen), rate,
+                          round_late_fee(arrears * rate), waived=False, posted_fen=posted_fen)

@@ -33,7 +33,6 @@ from portal.backoffice.models import ALL_DISTRICT_ROLES, Permission, StaffMember
 from portal.backoffice.service import account_filter
 from portal.bills import holds
 from portal.bills.models import Bill, BillStatus
-from portal.disputes.attachments import AttachmentStore, CheckedFile
 from portal.disputes.models import (
     DISPUTE_MACHINE,
     OPEN_STATUSES,
@@ -49,8 +48,15 @@ from portal.kernel.audit import Actor
 from portal.kernel.clock import Clock
 from portal.kernel.errors import Conflict, DomainError, NotFound
 from portal.kernel.money import format_yuan
+from portal.kernel.uploads import PHOTOS_AND_PDF, CheckedFile, FileStore, UploadRules
 
 NOTIFY_TOPIC = "notify"
+MAX_FILES = 3  # per step (opening, a reply)
+
+
+def upload_rules(max_bytes: int) -> UploadRules:
+    """What a customer may attach when opening a dispute or replying: photos or PDFs."""
+    return UploadRules(max_bytes=max_bytes, kinds=PHOTOS_AND_PDF, max_files=MAX_FILES)
 
 
 class BillNotDisputable(DomainError):
@@ -249,7 +255,7 @@ def _move(session: Session, clock: Clock, dispute: Dispute, target: DisputeStatu
     return source
 
 
-def _attach(session: Session, clock: Clock, store: AttachmentStore, dispute: Dispute,
+def _attach(session: Session, clock: Clock, store: FileStore, dispute: Dispute,
             event: DisputeEvent, files: Sequence[CheckedFile]) -> None:
     for checked in files:
         session.add(DisputeAttachment(
@@ -280,10 +286,10 @@ def _notify(session: Session, clock: Clock, dispute: Dispute, event: str, dedup:
 
 def open_dispute(session: Session, clock: Clock, *, customer_id: int, bill: Bill,
                  category: DisputeCategory, description: str, disputed_fen: int | None,
-                 files: Sequence[CheckedFile], store: AttachmentStore, sla_working_days: int,
+                 files: Sequence[CheckedFile], store: FileStore, sla_working_days: int,
                  today: date) -> Dispute:
     """The customer (whose access to ``bill`` the caller checked) contests it. ``disputed_fen``
-    None means the whole bill; files were checked (``attachments.check_all``)."""
+    None means the whole bill; files were checked (``upload_rules``)."""
     if bill.status is not BillStatus.ISSUED:
         raise BillNotDisputable(str(bill.id))
     if session.scalar(sa.select(Bill.id).where(
@@ -315,7 +321,7 @@ def open_dispute(session: Session, clock: Clock, *, customer_id: int, bill: Bill
 
 
 def reply(session: Session, clock: Clock, dispute: Dispute, customer_id: int, body: str,
-          files: Sequence[CheckedFile], store: AttachmentStore) -> None:
+          files: Sequence[CheckedFile], store: FileStore) -> None:
     """The customer answers a question: the dispute goes back to investigating."""
     before = _move(session, clock, dispute, DisputeStatus.INVESTIGATING)
     event = _event(session, clock, dispute, EventKind.CUSTOMER_REPLIED, customer_id=customer_id,

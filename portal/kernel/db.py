@@ -108,8 +108,9 @@ def insert_new(session: Session, model: type[Base], rows: Sequence[Mapping[str, 
     fills a column left out) in one statement, skipping each row whose ``unique`` columns match
     an existing row (``ON CONFLICT (...) DO NOTHING``, PostgreSQL and SQLite); the ids of the
     rows written. A concurrent insert of the same key waits for the other transaction and is
-    skipped if it commits. Core, not ORM: it runs on hot paths (every payment notification)
-    where the ORM's bookkeeping for an INSERT costs more than the INSERT.
+    skipped if it commits. Core, not ORM, on the session's connection (in its transaction):
+    it runs on hot paths (every payment notification) where the ORM's bookkeeping for an
+    INSERT costs more than the INSERT.
     """
     if not rows:
         return []
@@ -121,22 +122,27 @@ def insert_new(session: Session, model: type[Base], rows: Sequence[Mapping[str, 
         if len(row) != len(names) or any(name not in row for name in names):
             raise ValueError("insert_new: every row must have the same columns")
         params.update({f"{name}_{n}": row[name] for name in names})
-        params.update({f"{name}_{n}": value for name, value in defaults.items()})
-    stmt = _insert_new_statement(session.get_bind().dialect.identifier_preparer, table,
-                                 names + tuple(defaults), tuple(unique), len(rows))
-    return list(session.scalars(stmt, params))
+        params.update({f"{name}_{n}": value for name, value in defaults})
+    connection = session.connection()
+    stmt = _insert_new_statement(connection.dialect.identifier_preparer, table,
+                                 names + tuple(name for name, _value in defaults),
+                                 tuple(unique), len(rows))
+    return list(connection.execute(stmt, params).scalars())
 
 
-def _scalar_defaults(table: sa.Table, names: tuple[str, ...]) -> dict[str, Any]:
-    defaults = {}
+@functools.lru_cache(maxsize=256)
+def _scalar_defaults(table: sa.Table, names: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    """(column, default) for each column of ``table`` not in ``names`` with a ``default=``;
+    found once per table and columns given."""
+    defaults = []
     for column in table.columns:
         if column.key in names or column.default is None:
             continue
         if not column.default.is_scalar:
             raise ValueError(f"insert_new: give {table.name}.{column.key} (its default is "
                              "not a plain value)")
-        defaults[column.key] = column.default.arg  # type: ignore[attr-defined]
-    return defaults
+        defaults.append((column.key, column.default.arg))  # type: ignore[attr-defined]
+    return tuple(defaults)
 
 
 @functools.lru_cache(maxsize=256)

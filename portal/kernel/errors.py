@@ -4,12 +4,15 @@ from __future__ import annotations
 
 
 class DomainError(Exception):
+    """``params`` fill the ``%(name)s`` placeholders of the code's words, if it has any."""
+
     code = "error"
     status = 400
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or self.code)
         self.detail = detail
+        self.params: dict[str, object] = {}
 
 
 class NotFound(DomainError):

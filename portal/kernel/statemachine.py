@@ -77,8 +77,9 @@ class StateMachine(Generic[S]):
                       params: Mapping[str, Any]) -> sa.Row[Any] | None:
         """Run a statement from ``matching`` with ``params`` (the bind parameters' values):
         its ``returning`` columns, or None when no row matched (none exists, it moved on, or a
-        ``where`` condition is not met)."""
-        return session.execute(statement, params).first()
+        ``where`` condition is not met). Core, on the session's connection (in its
+        transaction): no ORM handling of the statement."""
+        return session.connection().execute(statement, params).first()
 
     def _update(self, model: type[Any] | sa.Table, sources: Collection[S], target: S,
                 where: Sequence[sa.ColumnElement[bool]], status_attr: str,

@@ -10,11 +10,9 @@ customer message, through the outbox) in the caller's transaction.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta, tzinfo
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,6 +30,7 @@ from portal.kernel import audit, outbox
 from portal.kernel.clock import Clock, local_today
 from portal.kernel.errors import Conflict, DomainError, NotFound
 from portal.kernel.money import format_yuan
+from portal.kernel.uploads import PHOTOS_AND_PDF, CheckedFile, FileStore, UploadRules
 from portal.ledger import service as ledger
 from portal.plans.models import (
     OPEN_STATUSES,
@@ -88,15 +87,6 @@ class TotalTooLarge(PlanError):
 
 class HardshipRequired(PlanError):
     code = "plan_hardship_required"
-
-
-class BadAttachment(PlanError):
-    code = "plan_attachment_type"
-
-
-class AttachmentTooLarge(PlanError):
-    code = "plan_attachment_size"
-    status = 413
 
 
 class NeedsSupervisor(PlanError):
@@ -160,46 +150,16 @@ def plan_schedule(plan: PaymentPlan) -> list[Installment]:
 
 # --- attachments -----------------------------------------------------------------------------
 
-# What a file must start with to be taken as its type (the declared type is not trusted).
-SIGNATURES = {"application/pdf": b"%PDF-", "image/png": b"\x89PNG\r\n\x1a\n",
-              "image/jpeg": b"\xff\xd8\xff"}
-EXTENSIONS = {"application/pdf": ".pdf", "image/png": ".png", "image/jpeg": ".jpg"}
+def upload_rules(policy: PlanPolicy) -> UploadRules:
+    """What a request may carry: one supporting document, a photo or a PDF."""
+    return UploadRules(max_bytes=policy.attachment_max_bytes, kinds=PHOTOS_AND_PDF, max_files=1)
 
 
-@dataclass(frozen=True)
-class Attachment:
-    key: str           # the file's name in the store (random; never the customer's)
-    content_type: str
-    name: str          # the customer's file name, for display only
-
-
-def sniff(data: bytes) -> str:
-    """The content type the bytes really are (PDF, PNG or JPEG), or BadAttachment."""
-    for content_type, magic in SIGNATURES.items():
-        if data.startswith(magic):
-            return content_type
-    raise BadAttachment()
-
-
-def store_attachment(directory: Path, data: bytes, name: str, max_bytes: int) -> Attachment:
-    """Check the size and content and write the file under a random name in ``directory``
-    (outside the web root; served only through the plan pages)."""
-    if len(data) > max_bytes:
-        raise AttachmentTooLarge(str(len(data)))
-    if not data:
-        raise BadAttachment("empty")
-    content_type = sniff(data)
-    directory.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(16) + EXTENSIONS[content_type]
-    (directory / key).write_bytes(data)
-    return Attachment(key, content_type, Path(name).name[:255] or key)
-
-
-def attachment_path(directory: Path, plan: PaymentPlan) -> Path:
-    path = directory / plan.attachment_key if plan.attachment_key else None
-    if path is None or not path.is_file():
+def attachment_of(plan: PaymentPlan) -> tuple[str, str, str]:
+    """``(stored name, content type, name to show)`` of the plan's file; NotFound if none."""
+    if not (plan.attachment_key and plan.attachment_type):
         raise NotFound()
-    return path
+    return plan.attachment_key, plan.attachment_type, plan.attachment_name or plan.attachment_key
 
 
 # --- queries ---------------------------------------------------------------------------------
@@ -278,9 +238,11 @@ def eligible_bills(session: Session, account_id: int) -> list[tuple[int, str, in
 def request_plan(session: Session, clock: Clock, policy: PlanPolicy, zone: tzinfo, *,
                  customer_id: int, account: ElectricityAccount, bill_ids: Sequence[int],
                  installments: int, first_due_on: date, reason: str, hardship: bool,
-                 attachment: Attachment | None = None) -> PaymentPlan:
+                 attachment: CheckedFile | None = None,
+                 store: FileStore | None = None) -> PaymentPlan:
     """A customer asks to pay the chosen owed bills of their account (checked by the caller)
-    in installments. Every eligibility rule is checked before anything is written. Flushes."""
+    in installments, with an optional supporting file (checked with ``upload_rules``, saved in
+    ``store``). Every eligibility rule is checked before anything is written. Flushes."""
     today = local_today(clock, zone)
     # one request of an account at a time (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises
     # writers already): two concurrent requests cannot both cover a bill
@@ -309,15 +271,19 @@ def request_plan(session: Session, clock: Clock, policy: PlanPolicy, zone: tzinf
     if total > policy.max_total_fen:
         raise TotalTooLarge(str(total))
     _check_terms(policy, today, installments, first_due_on, total)
+    stored = None
+    if attachment is not None:
+        if store is None:
+            raise ValueError("an attachment needs a store")
+        stored = store.save(attachment)
     now = clock.now()
     plan = PaymentPlan(
         account_id=account.id, customer_id=customer_id, status=PlanStatus.REQUESTED,
         total_fen=total, reason=reason.strip()[:1000], hardship=hardship,
         requested_installments=installments, requested_first_due_on=first_due_on,
         installment_count=installments, first_due_on=first_due_on,
-        attachment_key=attachment and attachment.key,
-        attachment_type=attachment and attachment.content_type,
-        attachment_name=attachment and attachment.name,
+        attachment_key=stored, attachment_type=attachment and attachment.content_type,
+        attachment_name=attachment and attachment.original_name,
         requested_at=now, updated_at=now,
         bills=[PlanBill(bill_id=b.id, seq=n, amount_fen=amount)
                for n, (b, amount) in enumerate(chosen)])

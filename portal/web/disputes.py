@@ -8,9 +8,7 @@ who opened it (NotFound for anyone else's), its files only through its page's ch
 
 from __future__ import annotations
 
-import io
-
-from flask import flash, redirect, render_template, request, send_file, url_for
+from flask import flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -21,9 +19,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
 from portal import context
-from portal.disputes import attachments
 from portal.disputes import service as disputes
-from portal.disputes.attachments import AttachmentStore, CheckedFile, Upload
 from portal.disputes.models import (
     DISPUTE_MACHINE,
     Dispute,
@@ -36,6 +32,8 @@ from portal.extensions import db
 from portal.i18n import message_for
 from portal.kernel.errors import DomainError
 from portal.kernel.money import MoneyFormatError, parse_yuan
+from portal.kernel.uploads import CheckedFile, FileStore
+from portal.web.uploads import checked_files, send_stored
 from portal.web.views import _owned_bill, bp
 
 CATEGORY_LABELS = {
@@ -99,26 +97,20 @@ def _dispute_labels() -> dict[str, object]:
             "local_zone": context.settings().zone}
 
 
-def store() -> AttachmentStore:
-    return AttachmentStore(context.settings().dispute_attachments_dir)
+def store() -> FileStore:
+    return FileStore(context.settings().dispute_attachments_dir)
 
 
 def checked_uploads(form_field: MultipleFileField) -> list[CheckedFile]:
-    """The request's files, read at most one byte past the limit, checked by content;
-    AttachmentRefused otherwise."""
-    limit = context.settings().dispute_attachment_max_bytes
-    uploads = [Upload(f.filename or "", f.read(limit + 1))
-               for f in request.files.getlist(form_field.name)]
-    return attachments.check_all(uploads, limit)
+    """The request's files, checked by content; UploadRefused otherwise."""
+    return checked_files(form_field.name, disputes.upload_rules(
+        context.settings().dispute_attachment_max_bytes))
 
 
 def send_attachment(attachment: DisputeAttachment) -> ResponseReturnValue:
-    """A stored file, by its row (the caller checked who may see it): images shown inline,
-    PDFs downloaded, the type always the one found in the bytes."""
-    data = store().path(attachment.stored_name).read_bytes()  # at most a few MB
-    return send_file(io.BytesIO(data), mimetype=attachment.content_type,
-                     as_attachment=attachment.content_type == "application/pdf",
-                     download_name=attachment.original_name, max_age=0)
+    """A stored file, by its row (the caller checked who may see it)."""
+    return send_stored(store(), attachment.stored_name, attachment.content_type,
+                       attachment.original_name)
 
 
 @bp.route("/bills/<id:bill_id>/dispute", methods=["GET", "POST"])

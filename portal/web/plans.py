@@ -5,10 +5,9 @@ signed-in customer is 404. Thin: parse, call ``portal.plans.service``, render.""
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 
-from flask import Blueprint, flash, redirect, render_template, send_file, url_for
+from flask import Blueprint, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -24,10 +23,12 @@ from portal.accounts import service as accounts
 from portal.extensions import db
 from portal.i18n import message_for
 from portal.kernel.errors import DomainError
+from portal.kernel.uploads import FileStore
 from portal.payment_channels import channels, notify_url
 from portal.plans import service as plans
 from portal.plans.models import PaymentPlan, PlanStatus
 from portal.web.payments import CHANNEL_LABELS, MultiCheckboxField, _scene
+from portal.web.uploads import checked_files, send_stored
 
 bp = Blueprint("plans", __name__)
 
@@ -67,6 +68,15 @@ class ConfirmForm(FlaskForm):
     pass
 
 
+def store() -> FileStore:
+    return FileStore(context.settings().plan_attachment_dir)
+
+
+def send_attachment(plan: PaymentPlan) -> ResponseReturnValue:
+    """The plan's file (the caller checked who may see it)."""
+    return send_stored(store(), *plans.attachment_of(plan))
+
+
 def _owned(plan_id: int) -> PaymentPlan:
     return plans.owned_plan(db.session, current_user.id, plan_id)
 
@@ -94,22 +104,16 @@ def new(account_id: int) -> ResponseReturnValue:
     status = 200
     if form.validate_on_submit():
         clock = context.clock()
-        attachment = None
         try:
-            upload = form.attachment.data
-            if upload and upload.filename:
-                attachment = plans.store_attachment(
-                    settings.plan_attachment_dir, upload.read(policy.attachment_max_bytes + 1),
-                    upload.filename, policy.attachment_max_bytes)
+            files = checked_files(form.attachment.name, plans.upload_rules(policy))
             plan = plans.request_plan(
                 db.session, clock, policy, settings.zone, customer_id=current_user.id,
                 account=account, bill_ids=form.bills.data or [],
                 installments=form.installments.data, first_due_on=form.first_due_on.data,
-                reason=form.reason.data, hardship=form.hardship.data, attachment=attachment)
+                reason=form.reason.data, hardship=form.hardship.data,
+                attachment=files[0] if files else None, store=store())
         except DomainError as exc:
             db.session.rollback()
-            if attachment is not None:
-                (settings.plan_attachment_dir / attachment.key).unlink(missing_ok=True)
             form.form_errors.append(message_for(exc))
             status = exc.status
         else:
@@ -221,8 +225,4 @@ def pay(plan_id: int, seq: int) -> ResponseReturnValue:
 @bp.get("/plans/<id:plan_id>/attachment")
 @login_required
 def attachment(plan_id: int) -> ResponseReturnValue:
-    plan = _owned(plan_id)
-    path = plans.attachment_path(context.settings().plan_attachment_dir, plan)
-    return send_file(io.BytesIO(path.read_bytes()), mimetype=plan.attachment_type,
-                     as_attachment=True,
-                     download_name=plan.attachment_name or path.name)
+    return send_attachment(_owned(plan_id))

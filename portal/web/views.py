@@ -25,7 +25,7 @@ from portal.accounts import service as accounts
 from portal.accounts.models import Customer
 from portal.backoffice.auth import is_staff_request
 from portal.backoffice.models import StaffMember
-from portal.bills import explain
+from portal.bills import explain, late_fees
 from portal.bills import service as bills
 from portal.bills.pdf import LineRow, render_bill
 from portal.disputes import service as disputes
@@ -197,7 +197,9 @@ def _explained(summary: bills.BillSummary) -> dict[str, object]:
     book = TariffBook.from_db(db.session)
     return {
         "progress": explain.tier_progress(db.session, book, bill),
-        "fee": explain.accrued_late_fee(bill, bill.account, summary.owed_fen, context.today()),
+        "fee": explain.accrued_late_fee(
+            bill, bill.account, summary.owed_fen, context.today(),
+            late_fees.posted_late_fees(db.session, [bill.id]).get(bill.id, 0)),
     }
 
 

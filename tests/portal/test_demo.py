@@ -72,3 +72,47 @@ def test_demo_reconciliation_has_a_clean_day_and_one_difference_of_each_kind(
     kinds = session.scalars(sa.select(Difference.kind).order_by(Difference.kind)).all()
     assert sorted(k.value for k in kinds) == ["amount_mismatch", "channel_only", "local_only",
                                               "status_mismatch"]
+
+
+def test_the_seed_shows_a_plan_and_a_dispute_to_customers_and_staff_and_runs_once(
+        app, web, clock) -> None:
+    from portal.disputes.models import Dispute, DisputeEvent, DisputeStatus, EventKind
+    from portal.extensions import db
+    from portal.kernel.audit import AuditEntry
+    from portal.plans.models import PaymentPlan, PlanStatus
+    from tests.helpers import FormClient, text_of
+    from tests.portal.backoffice.staffing import staff_login
+
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["demo", "seed"])
+    assert first.exit_code == 0, first.output
+    assert "Demo data created." in first.output and "hz-collector" in first.output
+    again = runner.invoke(args=["demo", "seed"])
+    assert again.exit_code == 0 and "nothing changed" in again.output
+
+    with app.app_context():
+        plan = db.session.scalars(sa.select(PaymentPlan)).one()  # the second run added none
+        dispute = db.session.scalars(sa.select(Dispute)).one()
+        assert db.session.get(ElectricityAccount, plan.account_id).account_no == "3300000009"
+        assert plan.status is PlanStatus.PROPOSED
+        assert (plan.installment_count, plan.first_due_on) == (4, date(2027, 1, 15))
+        assert dispute.bill.account.account_no == "3300000001"
+        assert dispute.status is DisputeStatus.OPEN and dispute.bill.period == "2026-11"
+        kinds = db.session.scalars(sa.select(DisputeEvent.kind).order_by(DisputeEvent.id)).all()
+        assert kinds == [EventKind.OPENED, EventKind.STAFF_MESSAGE]
+        actions = set(db.session.scalars(sa.select(AuditEntry.action)))
+        assert {"plan.request", "plan.propose", "dispute.open", "dispute.message"} <= actions
+        plan_id, dispute_id = plan.id, dispute.id
+
+    web.login("13800000004", "dianfei-demo")
+    page = text_of(web.get(f"/plans/{plan_id}?lang=en"))
+    assert "Terms proposed" in page and "2027-04-15" in page  # the fourth installment
+    web.submit("/logout", {}, page="/dashboard")
+    web.login("13800000003", "dianfei-demo")
+    page = text_of(web.get(f"/disputes/{dispute_id}"))
+    assert "已受理" in page and "已收到您的异议" in page
+
+    staff = FormClient(app.test_client())
+    assert staff_login(staff, clock, "hz-collector").status_code == 302
+    assert f"#{plan_id}" in text_of(staff.get("/staff/plans"))
+    assert f"#{dispute_id}" in text_of(staff.get("/staff/disputes"))

@@ -21,7 +21,6 @@ from portal.bills.models import Bill
 from portal.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET
 from portal.kernel.clock import FrozenClock
 from portal.plans.models import PaymentPlan, PlanBill
-from portal.plans.service import store_attachment
 from tests.helpers import FormClient
 
 
@@ -93,13 +92,17 @@ def requested_plan(session: Session, clock: FrozenClock, account_no: str,
     customer_id = session.scalar(sa.select(AccountLink.customer_id)
                                  .where(AccountLink.account_id == account.id).limit(1))
     assert bill is not None and customer_id is not None
-    stored = store_attachment(attachment_dir, b"%PDF-1.4 proof", "proof.pdf", 1024)
+    from portal.kernel import uploads
+    from tests.portal.disputes.helpers import PDF_BYTES
+
+    proof = uploads.check(uploads.Upload("proof.pdf", PDF_BYTES), uploads.UploadRules(1 << 20))
+    key = uploads.FileStore(attachment_dir).save(proof)
     now = clock.now()
     plan = PaymentPlan(account_id=account.id, customer_id=customer_id, total_fen=bill.total_fen,
                        reason="cash flow", requested_installments=3,
                        requested_first_due_on=date(2027, 1, 10), installment_count=3,
-                       first_due_on=date(2027, 1, 10), attachment_key=stored.key,
-                       attachment_type=stored.content_type, attachment_name=stored.name,
+                       first_due_on=date(2027, 1, 10), attachment_key=key,
+                       attachment_type=proof.content_type, attachment_name=proof.original_name,
                        requested_at=now, updated_at=now,
                        bills=[PlanBill(bill_id=bill.id, seq=0, amount_fen=bill.total_fen)])
     session.add(plan)
@@ -114,8 +117,8 @@ def dispute_with_file(session: Session, clock: FrozenClock, account_no: str,
     from portal.accounts.models import AccountLink
     from portal.bills.models import Bill, BillStatus
     from portal.disputes import service as disputes
-    from portal.disputes.attachments import AttachmentStore, Upload, check
     from portal.disputes.models import DisputeCategory
+    from portal.kernel.uploads import FileStore, Upload, check
     from tests.portal.disputes.helpers import png_bytes
 
     bill = session.scalars(sa.select(Bill).join(ElectricityAccount).where(
@@ -126,9 +129,9 @@ def dispute_with_file(session: Session, clock: FrozenClock, account_no: str,
     assert customer_id is not None
     dispute = disputes.open_dispute(
         session, clock, customer_id=customer_id, bill=bill, category=DisputeCategory.READING,
-        description="读数不对", disputed_fen=None, files=[check(Upload("m.png", png_bytes()),
-                                                                 1 << 20)],
-        store=AttachmentStore(store_dir), sla_working_days=5, today=bill.due_date)
+        description="读数不对", disputed_fen=None,
+        files=[check(Upload("m.png", png_bytes()), disputes.upload_rules(1 << 20))],
+        store=FileStore(store_dir), sla_working_days=5, today=bill.due_date)
     session.commit()
     return dispute.id, dispute.events[0].attachments[0].id
 

@@ -52,3 +52,21 @@ def test_late_fee_only_for_issued_unpaid_bills_past_due(session, clock) -> None:
     # business: Nov 26-Dec 31 = 36 days x 2 per mille, Jan 1-2 = 2 days x 3 per mille
     # 17048 x (0.072 + 0.006) = 1329.744 -> 1330 fen; today's rate is 3 per mille
     assert fee is not None and (fee.days, fee.fee_fen, fee.per_mille) == (38, 1330, 3)
+
+
+def test_the_page_shows_the_posted_late_fees_and_never_less(session, clock) -> None:
+    from portal.bills import late_fees
+    from portal.bills import service as bills
+
+    acct = factories.account(session, clock)
+    bill = factories.bill(session, clock, acct, due=date(2026, 11, 25))  # 170.48 yuan
+    bills.issue(session, clock, bill)
+    late_fees.accrue(session, clock, date(2026, 12, 3))
+    posted = late_fees.posted_late_fees(session, [bill.id])[bill.id]
+    fee = accrued_late_fee(bill, acct, 17048 + posted, date(2026, 12, 3), posted)
+    # the arrears are the bill without its fees; today's fee is exactly what was posted today
+    assert fee is not None and (fee.arrears_fen, fee.fee_fen, fee.posted_fen) == (17048, 136, 136)
+    later = accrued_late_fee(bill, acct, 17048 + posted, date(2026, 12, 4), posted)
+    assert later is not None and (later.fee_fen, later.posted_fen) == (153, 136)
+    fees_only = accrued_late_fee(bill, acct, posted, date(2026, 12, 4), posted)
+    assert fees_only is None  # the bill itself is paid; only its fees are owed

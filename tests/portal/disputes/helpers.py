@@ -18,9 +18,9 @@ from portal.backoffice.models import StaffMember, StaffRole
 from portal.bills import service as bills
 from portal.bills.models import Bill
 from portal.disputes import service
-from portal.disputes.attachments import AttachmentStore
 from portal.disputes.models import Dispute, DisputeCategory
 from portal.kernel.clock import FrozenClock, local_today
+from portal.kernel.uploads import FileStore
 from tests import factories
 
 
@@ -39,7 +39,7 @@ class Case:
     bill: Bill
     customer_id: int
     auditor: StaffMember
-    store: AttachmentStore
+    store: FileStore
 
 
 def issued_case(session: Session, clock: FrozenClock, tmp_path: Path,
@@ -54,7 +54,7 @@ def issued_case(session: Session, clock: FrozenClock, tmp_path: Path,
                                     display_name="核算员", password="a long password 1",
                                     role=StaffRole.AUDITOR, district_ids=[account.district_id])
     session.flush()
-    return Case(bill, customer.id, auditor, AttachmentStore(tmp_path / "files"))
+    return Case(bill, customer.id, auditor, FileStore(tmp_path / "files"))
 
 
 def open_one(session: Session, clock: FrozenClock, case: Case, disputed_fen: int | None = None,

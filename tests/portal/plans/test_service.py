@@ -172,6 +172,24 @@ def test_amount_bounds_and_residents_need_hardship(session, clock):
     assert _request(session, clock, acct3, made3, customer3, hardship=True).hardship
 
 
+def test_the_supporting_file_is_stored_only_for_a_request_that_is_made(session, clock,
+                                                                        tmp_path):
+    from portal.kernel.uploads import FileStore, Upload, check
+    from tests.portal.disputes.helpers import PDF_BYTES
+
+    store = FileStore(tmp_path / "plans")
+    proof = check(Upload("../证明.pdf", PDF_BYTES), service.upload_rules(POLICY))
+    acct, made, customer = _business(session, clock)
+    with pytest.raises(service.BadInstallmentCount):
+        _request(session, clock, acct, made, customer, installments=13, attachment=proof,
+                 store=store)
+    assert not store.root.exists()  # a refused request leaves no file behind
+    plan = _request(session, clock, acct, made, customer, attachment=proof, store=store)
+    assert plan.attachment_name == "证明.pdf" and plan.attachment_type == "application/pdf"
+    assert store.read(plan.attachment_key) == PDF_BYTES
+    assert service.attachment_of(plan)[0] == plan.attachment_key
+
+
 def test_a_plan_defaulted_in_the_last_12_months_blocks_a_new_request(session, clock):
     acct, _made, customer, _plan, _c = _active(session, clock)
     clock.set(clock.now() + timedelta(days=60))  # 2027-01-10 + 10 days grace has passed
@@ -376,16 +394,6 @@ def test_the_machine_allows_only_the_designed_moves():
     assert PLAN_MACHINE.is_final(PlanStatus.DEFAULTED)
     assert not PLAN_MACHINE.can(PlanStatus.REQUESTED, PlanStatus.ACTIVE)
     assert not PLAN_MACHINE.can(PlanStatus.ACTIVE, PlanStatus.CANCELLED)
-
-
-def test_attachments_are_checked_by_content_and_size(tmp_path):
-    stored = service.store_attachment(tmp_path, b"%PDF-1.7 ...", "../../etc/proof.pdf", 1024)
-    assert stored.content_type == "application/pdf" and stored.name == "proof.pdf"
-    assert (tmp_path / stored.key).read_bytes() == b"%PDF-1.7 ..."
-    with pytest.raises(service.BadAttachment):
-        service.store_attachment(tmp_path, b"<html>not a pdf", "x.pdf", 1024)
-    with pytest.raises(service.AttachmentTooLarge):
-        service.store_attachment(tmp_path, b"\x89PNG\r\n\x1a\n" + b"0" * 2000, "x.png", 1024)
 
 
 def test_the_daily_task_sweeps_and_commits_and_beat_runs_it(app, clock):

@@ -96,7 +96,7 @@ def test_an_oversized_file_is_refused(app, web, demo) -> None:
     web.login("13800000002", DEMO_PASSWORD)            # temporary file for the upload
     big = png_bytes((64, 64)) + b"\x00" * 4096
     response = _open(web, _bill_id(app, "1100000002"), files=[(io.BytesIO(big), "big.png")])
-    assert response.status_code == 400 and "3 MB" in text_of(response)
+    assert response.status_code == 413 and "“big.png”超过 2 KB" in text_of(response)
 
 
 def test_others_disputes_and_files_are_404(app, web, demo) -> None:

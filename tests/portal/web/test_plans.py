@@ -6,16 +6,25 @@ from __future__ import annotations
 
 import io
 
+import pytest
 import sqlalchemy as sa
 
+from portal import context
 from portal.extensions import db
 from portal.kernel.audit import AuditEntry
 from portal.plans.models import PaymentPlan, PlanStatus
+from portal.plans.policy import PlanPolicy
 from tests.helpers import FormClient, csrf_token, text_of
 from tests.portal.backoffice.staffing import staff_login
 
+
+@pytest.fixture
+def settings_overrides(tmp_path) -> dict[str, object]:
+    return {"plans": PlanPolicy(attachment_dir=tmp_path / "plans")}
+
+
 BUSINESS = ("13800000004", "3300000009")  # hz-xihu, its newest bill unpaid in the demo
-PDF = b"%PDF-1.4\n% proof of hardship\n"
+PDF = b"%PDF-1.4\n% proof of hardship\ntrailer<<>>\n%%EOF\n"
 
 
 def _login(web: FormClient, phone: str) -> None:
@@ -86,11 +95,16 @@ def test_bad_requests_say_what_to_fix_and_write_nothing(app, web, clock, demo):
     response = _request(web, account_id, bills=[])
     assert response.status_code == 400 and "至少选择一张" in text_of(response)
     response = _request(web, account_id, attachment=(io.BytesIO(b"MZ\x90\x00"), "x.pdf"))
-    assert response.status_code == 400 and "PDF" in text_of(response)
+    assert response.status_code == 400
+    assert "“x.pdf”不是此处接受的文件类型（JPEG, PNG, PDF）" in text_of(response)
+    response = _request(web, account_id, attachment=(io.BytesIO(PDF[:20]), "cut.pdf"))
+    assert response.status_code == 400 and "“cut.pdf”已损坏或不完整" in text_of(response)
     response = _request(web, account_id, reason="")
     assert response.status_code == 400
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(PaymentPlan)) == 0
+        files = app.extensions[context.SETTINGS_KEY].plan_attachment_dir
+    assert not files.exists() or not any(files.iterdir())
 
 
 def test_a_resident_must_declare_hardship(app, web, clock, demo):

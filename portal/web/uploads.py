@@ -1,0 +1,27 @@
+"""The Flask side of ``portal.kernel.uploads``, shared by the customer site and the back office:
+read a form's files (never more than the limit plus one byte each) and send a stored file."""
+
+from __future__ import annotations
+
+import io
+
+from flask import request, send_file
+from flask.typing import ResponseReturnValue
+
+from portal.kernel.uploads import PHOTOS, CheckedFile, FileStore, Upload, UploadRules, check_all
+
+
+def checked_files(field_name: str, rules: UploadRules) -> list[CheckedFile]:
+    """The request's files under ``field_name``, checked by content; UploadRefused otherwise."""
+    uploads = [Upload(f.filename or "", f.read(rules.max_bytes + 1))
+               for f in request.files.getlist(field_name)]
+    return check_all(uploads, rules)
+
+
+def send_stored(store: FileStore, stored_name: str, content_type: str,
+                download_name: str) -> ResponseReturnValue:
+    """A stored file (the caller checked who may see it): photos shown inline, anything else
+    downloaded, the type always the one found in the bytes when it was stored."""
+    return send_file(io.BytesIO(store.read(stored_name)), mimetype=content_type,
+                     as_attachment=content_type not in PHOTOS, download_name=download_name,
+                     max_age=0)
