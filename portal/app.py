@@ -107,4 +107,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.register_blueprint(pay_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(plans_bp)
+    from portal.miniprogram import api as miniprogram_api
+    from portal.miniprogram.web import bp as wechat_bind_bp
+    miniprogram_api.init_app(app)
+    app.register_blueprint(wechat_bind_bp)
     return app

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, render_template
 from flask_babel import gettext as _
@@ -65,9 +68,20 @@ def handle_unexpected(error: Exception) -> tuple[str, int]:
                                     "please try again in a moment."))
 
 
+def _page_or_json(handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The mini-program API answers every error as JSON (portal.miniprogram.errors)."""
+    from portal.miniprogram import is_api_request
+    from portal.miniprogram.errors import error_response
+
+    @functools.wraps(handler)
+    def handle(error: Exception) -> Any:
+        return error_response(error) if is_api_request() else handler(error)
+    return handle
+
+
 def init_app(app: Flask) -> None:
-    app.register_error_handler(DomainError, handle_domain_error)
-    app.register_error_handler(BillingUnavailable, handle_billing_unavailable)
+    app.register_error_handler(DomainError, _page_or_json(handle_domain_error))
+    app.register_error_handler(BillingUnavailable, _page_or_json(handle_billing_unavailable))
     app.register_error_handler(CSRFError, handle_csrf)
-    app.register_error_handler(HTTPException, handle_http)
-    app.register_error_handler(Exception, handle_unexpected)
+    app.register_error_handler(HTTPException, _page_or_json(handle_http))
+    app.register_error_handler(Exception, _page_or_json(handle_unexpected))

@@ -14,6 +14,7 @@ from flask_babel import format_date
 from portal import context
 from portal.kernel.errors import DomainError
 from portal.messages import GENERIC, MESSAGES
+from portal.miniprogram import is_api_request
 
 LOCALES = {"zh": "zh_Hans_CN", "en": "en"}
 HTML_LANG = {"zh_Hans_CN": "zh-CN", "en": "en"}
@@ -24,8 +25,10 @@ def _asked_for() -> str | None:
 
 
 def select_locale() -> str:
-    # ?lang= is read here too: errors raised before our before_request hook still honour it
-    chosen = _asked_for() or session.get("lang")
+    # ?lang= is read here too: errors raised before our before_request hook still honour it.
+    # The mini-program API reads no cookie session: Accept-Language (or ?lang=) decides there.
+    remembered = None if is_api_request() else session.get("lang")
+    chosen = _asked_for() or remembered
     if chosen in LOCALES.values():
         return chosen
     default = context.settings().default_locale
@@ -35,7 +38,7 @@ def select_locale() -> str:
 
 def remember_lang_choice() -> None:
     chosen = _asked_for()
-    if chosen:
+    if chosen and not is_api_request():
         session["lang"] = chosen
 
 

@@ -22,6 +22,7 @@ from payments.channels.alipay import AlipaySettings
 from payments.channels.stripe import StripeSettings
 from payments.channels.wechat import WechatPaySettings
 from payments.janitor import JanitorPolicy
+from portal.miniprogram.wxlogin import MiniProgramSettings
 from portal.plans.policy import PlanPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,3 +182,19 @@ class Settings(BaseSettings):
         if self.session_cookie_secure is not None:
             return self.session_cookie_secure
         return self.env == "production"
+
+    # The mini-program API: its WeChat login credentials (DIANFEI_MINIPROGRAM__APPID, __SECRET,
+    # __API_BASE_URL; in sandbox mode they default to the sandbox's), how long a bearer token
+    # lasts, and retired secret keys whose tokens are still accepted while they last (rotation).
+    miniprogram: MiniProgramSettings | None = None
+    mp_token_minutes: int = Field(default=120, ge=5, le=30 * 24 * 60)
+    mp_previous_secret_keys: list[SecretStr] = []
+
+    @model_validator(mode="after")
+    def _miniprogram_is_real(self) -> Settings:
+        if self.env == "production" and self.miniprogram is not None and \
+                is_sandbox_url(self.miniprogram.api_base_url):
+            raise SettingsError("production mode refuses to start; set "
+                                "DIANFEI_MINIPROGRAM__API_BASE_URL (WeChat's https API, not a "
+                                "sandbox or loopback one)")
+        return self

@@ -25,8 +25,8 @@ def main(argv: list[str]) -> int:
     sandbox_url = os.environ.get("DIANFEI_SANDBOX_URL", "http://127.0.0.1:5100")
     portal_url = os.environ.get("DIANFEI_PUBLIC_URL", "http://127.0.0.1:5000")
     parts = urlsplit(sandbox_url)
-    print(f"Payment sandbox on {sandbox_url} (/wechat /alipay /stripe), notifying {portal_url}",
-          flush=True)
+    print(f"Payment sandbox on {sandbox_url} (/wechat /alipay /stripe /wxa), "
+          f"notifying {portal_url}", flush=True)
     run_simple(parts.hostname or "127.0.0.1", parts.port or 5100,
                make_app(keys, sandbox_url, portal_url), threaded=True)
     return 0

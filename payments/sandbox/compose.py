@@ -15,7 +15,7 @@ from typing import Any
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.wrappers import Response
 
-from payments.sandbox import alipay, stripe, wechat
+from payments.sandbox import alipay, stripe, wechat, wxa
 
 KEYS_FILE = "keys.json"
 
@@ -65,14 +65,23 @@ def channel_settings(keys: SandboxKeys, sandbox_url: str) -> dict[str, Any]:
             "stripe": stripe.channel_settings(keys.stripe, f"{base}/stripe")}
 
 
+def miniprogram_settings(keys: SandboxKeys, sandbox_url: str) -> dict[str, str]:
+    """``Settings.miniprogram`` fields for the sandbox's mini-program login at ``sandbox_url``
+    (the same app id as the sandbox WeChat Pay merchant, as JSAPI payments require)."""
+    return {"appid": keys.wechat.appid, "secret": wxa.app_secret(keys.wechat),
+            "api_base_url": f"{sandbox_url.rstrip('/')}/wxa/"}
+
+
 def make_app(keys: SandboxKeys, sandbox_url: str, portal_url: str) -> DispatcherMiddleware:
     """One WSGI app serving the three gateways under their prefixes."""
     base = sandbox_url.rstrip("/")
     portal = portal_url.rstrip("/")
-    index = Response("Dianfei payment sandbox: /wechat /alipay /stripe\n", mimetype="text/plain")
+    index = Response("Dianfei payment sandbox: /wechat /alipay /stripe /wxa\n",
+                     mimetype="text/plain")
     return DispatcherMiddleware(index, {
         "/wechat": wechat.make_gateway(keys.wechat, f"{base}/wechat"),
         "/alipay": alipay.make_gateway(keys.alipay, f"{base}/alipay"),
         "/stripe": stripe.make_gateway(keys.stripe, f"{base}/stripe",
                                        webhook_url=f"{portal}/notify/stripe"),
+        "/wxa": wxa.make_gateway(keys.wechat),  # mini-program login (code2Session)
     })

@@ -19,6 +19,9 @@ _hasher = PasswordHasher()
 # Verified against when the phone is unknown, so a miss costs as long as a hit.
 _DUMMY_HASH = _hasher.hash("dianfei-timing-equaliser")
 PHONE_RE = re.compile(r"1[3-9][0-9]{9}")
+# Failed link attempts are limited per customer (DIANFEI_LINK_RATE_LIMIT) with one counter
+# shared by the website and the mini-program API (a Flask-Limiter shared scope).
+LINK_LIMIT_SCOPE = "account-link"
 
 
 class PhoneTaken(Conflict):

@@ -151,8 +151,9 @@ def dashboard() -> ResponseReturnValue:
 
 @bp.route("/accounts/link", methods=["GET", "POST"])
 @login_required
-@limiter.limit(lambda: context.settings().link_rate_limit, methods=["POST"],
-               key_func=lambda: f"link:{current_user.id}", deduct_when=_failed)
+@limiter.shared_limit(lambda: context.settings().link_rate_limit, accounts.LINK_LIMIT_SCOPE,
+                      methods=["POST"], key_func=lambda: f"link:{current_user.id}",
+                      deduct_when=_failed)
 def link_account() -> ResponseReturnValue:
     form = LinkAccountForm()
     if form.validate_on_submit():
