@@ -70,14 +70,6 @@ MESSAGES = {
     "reading_register_unknown": _l("This meter is not read on that register; leave it empty."),
     "reading_registers_do_not_add_up": _l("Peak, flat and valley must add up to the total."),
     "reading_photo_required": _l("Add a photo of the meter's display."),
-    "reading_photo_not_image": _l("The photo must be a JPEG or PNG picture. Take the photo "
-                                  "again with the phone's camera."),
-    "reading_photo_too_large": _l("The photo file is too large. Send an ordinary phone photo "
-                                  "(a few MB at most)."),
-    "reading_photo_too_many_pixels": _l("The picture is far larger than a phone photo (too many "
-                                        "pixels). Send an ordinary phone photo."),
-    "reading_photo_bad_name": _l("The file name contains a folder path. Rename the photo, e.g. "
-                                 "meter.jpg, and send it again."),
     "reading_bad_period": _l("The period must be a month written YYYY-MM, e.g. 2026-11."),
     "reading_bad_date": _l("The date must be written YYYY-MM-DD, e.g. 2026-11-30."),
     "reading_unknown_meter": _l("There is no such meter on this account."),

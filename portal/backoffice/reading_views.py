@@ -32,7 +32,7 @@ from portal.kernel.errors import DomainError
 from portal.messages import reading_flag_text
 from portal.readings import service
 from portal.readings.models import Reading, ReadingSource, ReadingStatus
-from portal.web.readings import photo_response
+from portal.web.readings import send_photo
 
 NOTE = [Optional(), Length(max=255, message=_l("A reason has at most 255 characters."))]
 VALUE = [Optional(), Length(max=16, message=_l("A reading has at most 16 characters."))]
@@ -153,8 +153,7 @@ def reading_correct(reading_id: int) -> ResponseReturnValue:
 @bp.get("/readings/<id:reading_id>/photo")
 @require(Permission.REVIEW_READINGS)
 def reading_staff_photo(reading_id: int) -> ResponseReturnValue:
-    return photo_response(service.photo_for_staff(db.session, context.settings(),
-                                                  current_staff(), reading_id))
+    return send_photo(service.photo_for_staff(db.session, current_staff(), reading_id))
 
 
 class RecordForm(FlaskForm):

@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -52,7 +51,8 @@ from portal.bills.models import Bill, BillStatus
 from portal.kernel import audit, outbox
 from portal.kernel.clock import Clock, local_today
 from portal.kernel.errors import Conflict, DomainError, NotFound
-from portal.readings import photos, rules
+from portal.kernel.uploads import JPEG, PHOTOS, FileStore, Reencode, Upload, UploadRules, check_all
+from portal.readings import rules
 from portal.readings.models import READING_MACHINE, Reading, ReadingSource, ReadingStatus
 from portal.readings.rules import REGISTERS, Assessment, Flag, Registers
 from portal.settings import Settings
@@ -61,6 +61,18 @@ NOTIFY_TOPIC = "notify"
 NOTE_MAX = 255
 HISTORY_MONTHS = 6
 PERIOD_RE = re.compile(r"20\d\d-(0[1-9]|1[0-2])")
+# a meter's digits need far fewer than 2400 px a side; stored as a fresh JPEG without EXIF
+PHOTO_REENCODE = Reencode(as_jpeg=True, max_side=2400, jpeg_quality=85)
+
+
+def photo_rules(settings: Settings) -> UploadRules:
+    """What a meter photo may be: one JPEG or PNG, re-encoded as a JPEG from its pixels alone."""
+    return UploadRules(max_bytes=settings.reading_photo_max_bytes, kinds=PHOTOS,
+                       max_pixels=settings.reading_photo_max_pixels, reencode=PHOTO_REENCODE)
+
+
+def photo_store(settings: Settings) -> FileStore:
+    return FileStore(settings.reading_photo_dir)
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -83,6 +95,10 @@ class WindowClosed(DomainError):
         super().__init__(opens_on.isoformat())
         self.opens_on = opens_on
         self.params: dict[str, object] = {"date": opens_on}
+
+
+class PhotoRequired(DomainError):
+    code = "reading_photo_required"
 
 
 class ReadingExists(Conflict):
@@ -428,22 +444,23 @@ def _store(session: Session, clock: Clock, system: BillingSystem, meter: Meter,
 
 
 def submit(session: Session, clock: Clock, settings: Settings, customer_id: int, entry: Entry,
-           photo: bytes, filename: str | None = None, *,
-           system: BillingSystem) -> Reading:
-    """Check ``entry`` as ``preview`` does, check and store the photo, and record the reading:
-    ``accepted`` (and in the billing system) or ``flagged`` with its reasons. Raises what
-    ``preview`` raises, a photo error (``portal.readings.photos``), or BillingDown (nothing is
-    kept; try again later). On any error no photo file is left behind."""
+           photos: Sequence[Upload], *, system: BillingSystem) -> Reading:
+    """Check ``entry`` as ``preview`` does, check (``photo_rules``) and store the one photo, and
+    record the reading: ``accepted`` (and in the billing system) or ``flagged`` with its
+    reasons. Raises what ``preview`` raises, PhotoRequired, an ``UploadRefused``, or BillingDown
+    (nothing is kept; try again later). On any error no photo file is left behind."""
     result = _customer_preview(session, clock, settings, customer_id, entry, lock=True)
-    cleaned = photos.clean(photo, filename, max_bytes=settings.reading_photo_max_bytes,
-                           max_pixels=settings.reading_photo_max_pixels)
+    checked = check_all(photos, photo_rules(settings))
+    if not checked:
+        raise PhotoRequired()
     meter = _owned_meter(session, customer_id, entry.meter_id)
-    key = photos.store(settings.reading_photo_dir, cleaned)
+    store = photo_store(settings)
+    key = store.save(checked[0])
     try:
         return _store(session, clock, system, meter, result,
                       ReadingSource.CUSTOMER, customer_id=customer_id, photo_key=key)
     except BaseException:
-        photos.discard(settings.reading_photo_dir, key)
+        store.delete(key)
         raise
 
 
@@ -470,11 +487,24 @@ def get_for_customer(session: Session, customer_id: int, reading_id: int) -> Rea
     return reading
 
 
-def photo_for_customer(session: Session, settings: Settings, customer_id: int,
-                       reading_id: int) -> Path:
-    """The photo file of a reading on one of the customer's accounts; NotFound otherwise."""
-    reading = get_for_customer(session, customer_id, reading_id)
-    return photos.path_of(settings.reading_photo_dir, reading.photo_key)
+def photo_for_customer(session: Session, customer_id: int, reading_id: int) -> StoredPhoto:
+    """The photo of a reading on one of the customer's accounts; NotFound otherwise."""
+    return _photo_of(get_for_customer(session, customer_id, reading_id))
+
+
+@dataclass(frozen=True)
+class StoredPhoto:
+    """Where a reading's photo is kept (in ``photo_store``) and the name it is served under."""
+
+    stored_name: str
+    content_type: str
+    download_name: str
+
+
+def _photo_of(reading: Reading) -> StoredPhoto:
+    if not reading.photo_key:  # staff-entered and imported readings have none
+        raise NotFound()
+    return StoredPhoto(reading.photo_key, JPEG, f"reading-{reading.id}.jpg")
 
 
 # --- staff: the review queue -------------------------------------------------------------------
@@ -496,10 +526,9 @@ def get_for_staff(session: Session, staff: StaffMember, reading_id: int) -> Read
     return reading
 
 
-def photo_for_staff(session: Session, settings: Settings, staff: StaffMember,
-                    reading_id: int) -> Path:
-    reading = get_for_staff(session, staff, reading_id)
-    return photos.path_of(settings.reading_photo_dir, reading.photo_key)
+def photo_for_staff(session: Session, staff: StaffMember, reading_id: int) -> StoredPhoto:
+    """The photo of a reading of the staff member's districts; NotFound otherwise."""
+    return _photo_of(get_for_staff(session, staff, reading_id))
 
 
 def recent_for_meter(session: Session, meter_id: int, limit: int = 7) -> list[Reading]:

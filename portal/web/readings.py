@@ -9,9 +9,8 @@ warnings); /readings/confirm takes the photo and submits. Thin: everything is de
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -26,9 +25,11 @@ from portal.billing import billing_system
 from portal.extensions import db
 from portal.i18n import message_for
 from portal.kernel.errors import DomainError
+from portal.kernel.uploads import UploadRefused
 from portal.messages import reading_flag_text
 from portal.readings import service
 from portal.readings.models import ReadingStatus
+from portal.web.uploads import send_stored, sent_files
 from portal.web.views import bp
 
 VALUE = [Optional(), Length(max=16, message=_l("A reading has at most 16 characters."))]
@@ -151,13 +152,11 @@ def reading_confirm() -> ResponseReturnValue:
     entry = _entry(form) if form.validate_on_submit() else None
     if entry is None:
         return _form_page(form, choice, None, 400)
-    upload = request.files.get("photo")
     settings = context.settings()
-    data = upload.stream.read(settings.reading_photo_max_bytes + 1) if upload else b""
+    photos = sent_files(form.photo.name, service.photo_rules(settings))
     try:
         row = service.submit(db.session, context.clock(), settings, current_user.id, entry,
-                             data, upload.filename if upload else None,
-                             system=billing_system(db.session))
+                             photos, system=billing_system(db.session))
     except DomainError as exc:
         db.session.rollback()
         if exc.status == 404:
@@ -165,7 +164,7 @@ def reading_confirm() -> ResponseReturnValue:
         values = ReadingForm(formdata=None)
         for name in ("meter_id", "value_kwh", *REGISTER_FIELDS):
             getattr(values, name).data = getattr(form, name).data
-        if not exc.code.startswith("reading_photo"):
+        if not isinstance(exc, UploadRefused | service.PhotoRequired):
             _show_error(values, exc)
             return _form_page(values, choice, None, exc.status)
         form.photo.errors.append(message_for(exc))
@@ -184,12 +183,11 @@ def reading_confirm() -> ResponseReturnValue:
 @bp.get("/readings/<id:reading_id>/photo")
 @login_required
 def reading_photo(reading_id: int) -> ResponseReturnValue:
-    return photo_response(service.photo_for_customer(db.session, context.settings(),
-                                                     current_user.id, reading_id))
+    return send_photo(service.photo_for_customer(db.session, current_user.id, reading_id))
 
 
-def photo_response(path: Path) -> Response:
-    """A stored photo (a re-encoded JPEG of at most 2400 px a side), never cached."""
-    response = Response(path.read_bytes(), mimetype="image/jpeg")
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
+def send_photo(photo: service.StoredPhoto) -> ResponseReturnValue:
+    """A stored photo (a re-encoded JPEG of at most 2400 px a side); the caller checked who
+    may see it."""
+    return send_stored(service.photo_store(context.settings()), photo.stored_name,
+                       photo.content_type, photo.download_name)

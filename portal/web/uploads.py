@@ -11,11 +11,16 @@ from flask.typing import ResponseReturnValue
 from portal.kernel.uploads import PHOTOS, CheckedFile, FileStore, Upload, UploadRules, check_all
 
 
+def sent_files(field_name: str, rules: UploadRules) -> list[Upload]:
+    """The request's files under ``field_name``, unchecked, each read only to the limit plus
+    one byte (for a service that checks them with ``check_all`` after its own checks)."""
+    return [Upload(f.filename or "", f.read(rules.max_bytes + 1))
+            for f in request.files.getlist(field_name)]
+
+
 def checked_files(field_name: str, rules: UploadRules) -> list[CheckedFile]:
     """The request's files under ``field_name``, checked by content; UploadRefused otherwise."""
-    uploads = [Upload(f.filename or "", f.read(rules.max_bytes + 1))
-               for f in request.files.getlist(field_name)]
-    return check_all(uploads, rules)
+    return check_all(sent_files(field_name, rules), rules)
 
 
 def send_stored(store: FileStore, stored_name: str, content_type: str,

@@ -144,7 +144,8 @@ def flagged_reading(session: Session, clock: FrozenClock, account_no: str,
 
     from portal import context
     from portal.accounts.models import Customer, Meter
-    from portal.readings import photos
+    from portal.kernel.uploads import Upload, check
+    from portal.readings import service
     from portal.readings.models import Reading, ReadingSource, ReadingStatus
     from tests.portal.readings.conftest import jpeg
 
@@ -152,7 +153,9 @@ def flagged_reading(session: Session, clock: FrozenClock, account_no: str,
         ElectricityAccount.account_no == account_no)).first()
     assert meter is not None
     customer_id = session.scalar(sa.select(Customer.id).where(Customer.phone == customer_phone))
-    key = photos.store(context.settings().reading_photo_dir, jpeg())
+    settings = context.settings()
+    key = service.photo_store(settings).save(
+        check(Upload("meter.jpg", jpeg()), service.photo_rules(settings)))
     reading = Reading(meter_id=meter.id, period="2099-12", read_on=clock.now().date(),
                       value_kwh=Decimal(value), source=ReadingSource.CUSTOMER,
                       status=ReadingStatus.FLAGGED, submitted_by_customer_id=customer_id,

@@ -15,6 +15,7 @@ from portal.backoffice.models import StaffRole
 from portal.kernel.audit import AuditEntry
 from portal.kernel.errors import NotFound
 from portal.kernel.outbox import OutboxMessage
+from portal.kernel.uploads import Upload
 from portal.readings import service
 from portal.readings.models import Reading, ReadingStatus
 from portal.readings.service import Entry
@@ -30,7 +31,7 @@ def _entry(world, value: str, **registers: str) -> Entry:
 
 def _submit(session, clock, world, value: str, **registers: str) -> Reading:
     row = service.submit(session, clock, context.settings(), world.customer.id,
-                         _entry(world, value, **registers), jpeg(), "meter.jpg",
+                         _entry(world, value, **registers), [Upload("meter.jpg", jpeg())],
                          system=world.system)
     session.commit()
     return row
@@ -171,12 +172,12 @@ def test_billing_outage_keeps_nothing_and_a_refusal_flags(session, clock, world,
                                                            photo_dir) -> None:
     with pytest.raises(service.BillingDown):
         service.submit(session, clock, context.settings(), world.customer.id,
-                       _entry(world, "1100"), jpeg(), "a.jpg", system=_Down())
+                       _entry(world, "1100"), [Upload("a.jpg", jpeg())], system=_Down())
     session.rollback()
     assert list(photo_dir.glob("*")) == []
     assert session.scalar(sa.select(sa.func.count()).select_from(Reading)) == 1
     row = service.submit(session, clock, context.settings(), world.customer.id,
-                         _entry(world, "1100"), jpeg(), "a.jpg", system=_Refusing())
+                         _entry(world, "1100"), [Upload("a.jpg", jpeg())], system=_Refusing())
     session.commit()
     assert row.status is ReadingStatus.FLAGGED
     assert row.flag_reason == "billing_rejected code=reading_below_previous"
@@ -247,7 +248,7 @@ def test_other_districts_staff_do_not_see_the_reading(session, clock, world) -> 
     assert service.flagged_for_staff(session, staff) == []
     for call in (lambda: service.accept(session, clock, staff, row.id, system=world.system),
                  lambda: service.reject(session, clock, staff, row.id, "no"),
-                 lambda: service.photo_for_staff(session, context.settings(), staff, row.id)):
+                 lambda: service.photo_for_staff(session, staff, row.id)):
         with pytest.raises(NotFound):
             call()
     assert row.status is ReadingStatus.FLAGGED
@@ -269,7 +270,7 @@ def test_two_submissions_racing_for_one_meter_make_one_reading(database_url, app
         with app.app_context():
             try:
                 service.submit(db.session, clock, context.settings(), customer_id,
-                               Entry(meter_id, Decimal("1100")), jpeg(), "a.jpg",
+                               Entry(meter_id, Decimal("1100")), [Upload("a.jpg", jpeg())],
                                system=LocalBillingSystem(db.session, clock))
                 db.session.commit()
                 outcomes.append("saved")

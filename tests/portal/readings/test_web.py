@@ -4,6 +4,7 @@ refused uploads (nothing written), and who may see a photo."""
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,11 +110,13 @@ def test_bad_numbers_are_told_on_the_field(signed_in, world) -> None:
 
 
 @pytest.mark.parametrize(("photo", "name", "status", "words"), [
-    (b"this is a text file, not a photo", "meter.jpg", 400, "must be a JPEG or PNG"),
-    (b"\xff\xd8" + b"\x00" * MAX_BYTES, "meter.jpg", 413, "too large"),
-    (huge_png(), "meter.png", 400, "too many pixels"),
-    (jpeg(), "../../../instance/x.jpg", 400, "folder path"),
-    (b"", "meter.jpg", 400, "Add a photo"),
+    (b"this is a text file, not a photo", "meter.jpg", 400,
+     "“meter.jpg” is not a kind of file accepted here (JPEG, PNG)"),
+    (b"\xff\xd8" + b"\x00" * MAX_BYTES, "meter.jpg", 413, "“meter.jpg” is larger than 58 KB"),
+    (huge_png(), "meter.png", 400, "“meter.png” has too many pixels"),
+    (jpeg()[:200], "meter.jpg", 400, "“meter.jpg” is damaged or incomplete"),
+    (b"", "meter.jpg", 400, "not a kind of file accepted here"),
+    (b"", "", 400, "Add a photo"),  # the file input left empty
 ])
 def test_refused_uploads_write_nothing(signed_in, world, app, photo_dir, photo, name,
                                        status, words) -> None:
@@ -123,6 +126,27 @@ def test_refused_uploads_write_nothing(signed_in, world, app, photo_dir, photo, 
     assert 'name="photo"' in response.get_data(as_text=True)  # the form is there to try again
     assert _count(app) == 1
     assert not photo_dir.exists() or list(photo_dir.iterdir()) == []
+
+
+def test_refusals_are_in_chinese_too(signed_in, world) -> None:
+    page = signed_in.get(f"/readings/new?meter={world.meter}").get_data(as_text=True)
+    response = signed_in.client.post("/readings/confirm?lang=zh", data={
+        "csrf_token": csrf_token(page), "meter_id": str(world.meter), "value_kwh": "1100",
+        "photo": (io.BytesIO(b"not a photo"), "meter.jpg")}, content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert "“meter.jpg”不是此处接受的文件类型" in text_of(response)
+
+
+def test_a_name_with_path_parts_is_stored_under_a_random_name_in_the_folder(
+        signed_in, world, app, photo_dir, tmp_path) -> None:
+    """The name's path parts are dropped, not refused: only the photo folder gets a file."""
+    response = _confirm(signed_in, world, "1100", jpeg(), "../../../instance/x.jpg")
+    assert response.status_code == 302
+    (row,) = _rows(app, Reading.period == "2026-12")
+    assert re.fullmatch(r"[0-9a-f]{32}\.jpg", row.photo_key)
+    assert list(photo_dir.iterdir()) == [photo_dir / row.photo_key]
+    assert list(tmp_path.rglob("*.jpg")) == [photo_dir / row.photo_key]
+    assert not (photo_dir / "../../../instance/x.jpg").resolve().exists()
     assert not Path("instance/x.jpg").exists()
 
 
