@@ -14,6 +14,7 @@ from typing import Any
 from portal import context
 from portal.billing import billing_system
 from portal.extensions import db
+from portal.kernel.uploads import Upload
 from portal.messages import reading_flag_text
 from portal.miniprogram import schemas
 from portal.miniprogram.api import BEARER, authenticated, blp, caller, text_or_none
@@ -90,9 +91,9 @@ def reading_submit(data: dict[str, Any]) -> dict[str, Any]:
     plausible, otherwise flagged for staff (the answer says which, and why)."""
     settings = context.settings()
     photo = data["photo"]
+    sent = Upload(photo.filename or "", photo.stream.read(settings.reading_photo_max_bytes + 1))
     row = readings.submit(db.session, context.clock(), settings, caller().id, _entry(data),
-                          photo.stream.read(settings.reading_photo_max_bytes + 1),
-                          photo.filename, system=billing_system(db.session))
+                          [sent], system=billing_system(db.session))
     db.session.commit()
     return _reading_row(row)
 

@@ -43,7 +43,7 @@ def test_meters_preview_submit_and_history(client, demo, clock):
 
     not_a_photo = upload(client, token, meter["id"], value, b"%PDF-1.4 not an image", "a.pdf")
     assert not_a_photo.status_code == 400
-    assert not_a_photo.get_json()["code"].startswith("reading_photo")
+    assert not_a_photo.get_json()["code"] == "upload_type"
     submitted = upload(client, token, meter["id"], value, jpeg())
     assert submitted.status_code == 201, submitted.get_json()
     row = submitted.get_json()
