@@ -77,7 +77,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     cli.init_app(app)
     payment_channels.init_app(app, settings, app.extensions[context.CLOCK_KEY])
 
-    from portal.backoffice import refund_views  # noqa: F401  (its routes are on backoffice_bp)
+    from portal.backoffice import (  # noqa: F401
+        audit_views,
+        kpi_views,
+        refund_views,
+        review_views,
+    )
     from portal.backoffice.views import bp as backoffice_bp
     from portal.web.payments import bp as pay_bp
     from portal.web.views import bp as web_bp

@@ -45,6 +45,14 @@ MESSAGES = {
     "refund_channel_not_enabled": _l("The payment channel of this order is not enabled, so "
                                      "the refund could not be sent. Nothing was approved; ask "
                                      "an administrator to enable the channel."),
+    "bill_not_in_review": _l("This bill is no longer held for review: someone decided on it "
+                             "first. Open the queue again."),
+    "bill_review_unknown_meter": _l("That meter is not on this account. Choose one of the "
+                                    "account's meters."),
+    "bill_review_reading_below_previous": _l("The reading is below the meter's reading of an "
+                                             "earlier period. Check the value."),
+    "bill_review_no_reading": _l("The period has no accepted reading to bill from."),
+    "audit_bad_cursor": _l("That page link is broken. Start the search again."),
 }
 
 # Why a bill is held for review (核), for staff; codes and their details come from
