@@ -78,6 +78,7 @@ def _bills(conn: sa.Connection, accounts: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--keep", action="store_true", help="keep the schema (to EXPLAIN)")
     args = parser.parse_args()
 
     schema = f"bench_kpi_{uuid.uuid4().hex[:8]}"
@@ -112,6 +113,9 @@ def main() -> None:
                           f"districts={len(rows)}")
     finally:
         engine.dispose()
+        if args.keep:
+            print(f"schema={schema}")
+            return
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()

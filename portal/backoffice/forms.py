@@ -155,7 +155,7 @@ class RefundDeclineForm(FlaskForm):
 
 # --- bill review, KPIs and the audit log -------------------------------------------------------
 
-KWH_PATTERN = r"\d{1,10}(\.\d{1,2})?"
+KWH_PATTERN = r"\s*\d{1,10}(\.\d{1,2})?\s*\Z"  # Regexp matches from the start only
 _KWH_MESSAGE = _l("Enter a meter reading in kWh, e.g. 1234 or 1234.5 (at most two decimals).")
 
 
