@@ -134,21 +134,23 @@ class Arrears:
 
 
 def arrears(session: Session, scope: Scope, today: date) -> dict[int, Arrears]:
-    owed = (sa.select(LedgerEntry.bill_id, sa.func.sum(LedgerEntry.amount_fen).label("owed"))
-            .join(Acct, Acct.id == LedgerEntry.account_id)
-            .where(LedgerEntry.bill_id.is_not(None), _in_scope(scope))
-            .group_by(LedgerEntry.bill_id)
+    # one pass over the ledger rows of bills due before today: owed per bill (with its district
+    # and due date carried along), then bucketed
+    owed = (sa.select(Acct.district_id, Bill.due_date,
+                      sa.func.sum(LedgerEntry.amount_fen).label("owed"))
+            .select_from(LedgerEntry).join(Bill, Bill.id == LedgerEntry.bill_id)
+            .join(Acct, Acct.id == Bill.account_id)
+            .where(Bill.due_date < today, _in_scope(scope))
+            .group_by(LedgerEntry.bill_id, Acct.district_id, Bill.due_date)
             .having(sa.func.sum(LedgerEntry.amount_fen) > 0).subquery())
     bucket = sa.case(
-        (Bill.due_date >= today - timedelta(days=30), BUCKETS[0]),
-        (Bill.due_date >= today - timedelta(days=90), BUCKETS[1]),
-        (Bill.due_date >= today - timedelta(days=180), BUCKETS[2]),
+        (owed.c.due_date >= today - timedelta(days=30), BUCKETS[0]),
+        (owed.c.due_date >= today - timedelta(days=90), BUCKETS[1]),
+        (owed.c.due_date >= today - timedelta(days=180), BUCKETS[2]),
         else_=BUCKETS[3]).label("bucket")
     rows = session.execute(
-        sa.select(Acct.district_id, bucket, sa.func.count(), sa.func.sum(owed.c.owed))
-        .select_from(owed).join(Bill, Bill.id == owed.c.bill_id)
-        .join(Acct, Acct.id == Bill.account_id)
-        .where(Bill.due_date < today).group_by(Acct.district_id, bucket))
+        sa.select(owed.c.district_id, bucket, sa.func.count(), sa.func.sum(owed.c.owed))
+        .group_by(owed.c.district_id, bucket))
     out: dict[int, Arrears] = defaultdict(Arrears)
     for district_id, name, n, fen in rows:
         out[district_id].bills[name] = n
