@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -79,7 +79,7 @@ def rate(part: int, whole: int) -> Decimal | None:
     """A percentage with one decimal (None when there is nothing to divide by)."""
     if not whole:
         return None
-    return (Decimal(part) * 100 / Decimal(whole)).quantize(Decimal("0.1"))
+    return (Decimal(part) * 100 / Decimal(whole)).quantize(Decimal("0.1"), ROUND_HALF_UP)
 
 
 def _in_scope(scope: Scope) -> sa.ColumnElement[bool]:
