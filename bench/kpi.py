@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bench.bill_run import PG_URL, _build, _migrate
-from portal.backoffice import kpi
 from portal.accounts.models import District
+from portal.backoffice import kpi
 
 PERIODS = ["2026-06", "2026-07", "2026-08", "2026-09", "2026-10", "2026-11"]
 TODAY = date(2026, 12, 3)
@@ -53,7 +53,7 @@ def _bills(conn: sa.Connection, accounts: int) -> None:
         FROM generate_series(1, :n) a,
              generate_series(DATE '2026-06-01', DATE '2026-11-01', interval '1 month') p"""),
         {"n": accounts})
-    conn.execute(sa.text("""
+    conn.execute(sa.text(r"""
         INSERT INTO ledger_entries (account_id, bill_id, kind, amount_fen, ref, effective_on,
                                     created_at)
         SELECT account_id, id, 'charge', total_fen, 'bill:' || id || '\:charge', due_date, now()
@@ -116,9 +116,9 @@ def main() -> None:
         engine.dispose()
         if args.keep:
             print(f"schema={schema}")
-            return
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        else:
+            with admin.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
 
 

@@ -77,8 +77,8 @@ def _search(session: Session, staff: StaffMember, filters: Filters,
             .outerjoin(StaffMember, StaffMember.id == AuditEntry.staff_id)
             .outerjoin(ElectricityAccount, ElectricityAccount.id == AuditEntry.account_id))
     if not staff.sees_all_districts:
-        stmt = stmt.where(AuditEntry.account_id.is_not(None),
-                          account_filter(session, staff, AuditEntry.account_id))
+        stmt = stmt.where(AuditEntry.account_id.is_not(None), account_filter(
+            session, staff, AuditEntry.account_id))  # type: ignore[arg-type]  # NULLs: above
     if filters.staff:
         stmt = stmt.where(AuditEntry.staff_id == sa.select(StaffMember.id).where(
             StaffMember.username == filters.staff.strip().lower()).scalar_subquery())
