@@ -155,3 +155,21 @@ def test_another_districts_held_bill_is_not_in_the_queue(session, web, clock, de
     assert _get(web, f"/staff/bills/review/{other.id}").status_code == 404
     account = session.get(ElectricityAccount, other.account_id)
     assert account.account_no == "3300000001"
+
+
+def test_review_menu_shows_the_queues_of_the_role(session, web, clock, demo) -> None:
+    staff_login(web, clock, "bj-auditor")
+    menu = _get(web, "/staff/review")
+    html = menu.get_data(as_text=True)
+    assert 'data-queue="bills"' in html and 'href="/staff/readings"' in html
+    assert 'data-queue="refunds"' not in html
+    bill = _held(session, clock)
+    account = text_of(_get(web, f"/staff/accounts/{bill.account_id}?lang=en"))
+    assert "Review this bill" in account
+
+
+def test_a_collectors_review_menu_has_refunds_only(web, clock, demo) -> None:
+    staff_login(web, clock, "bj-collector")
+    html = _get(web, "/staff/review").get_data(as_text=True)
+    assert 'data-queue="refunds"' in html and 'data-queue="bills"' not in html
+    assert 'href="/staff/readings"' not in html
