@@ -170,6 +170,6 @@ def test_review_menu_shows_the_queues_of_the_role(session, web, clock, demo) -> 
 
 def test_a_collectors_review_menu_has_refunds_only(web, clock, demo) -> None:
     staff_login(web, clock, "bj-collector")
-    html = _get(web, "/staff/review").get_data(as_text=True)
+    html = web.get("/staff/review").get_data(as_text=True)
     assert 'data-queue="refunds"' in html and 'data-queue="bills"' not in html
     assert 'href="/staff/readings"' not in html
