@@ -4,11 +4,14 @@ customer sees the bill issued."""
 
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 from flask import g
 from flask_babel import refresh
 
 from portal.accounts.models import ElectricityAccount, Meter
+from portal.backoffice import bill_review
+from portal.backoffice.models import StaffMember
 from portal.bills import service as bills
 from portal.bills.models import Bill, BillStatus, charge_ref
 from portal.extensions import db
@@ -16,7 +19,7 @@ from portal.kernel.audit import AuditEntry
 from portal.kernel.outbox import OutboxMessage
 from portal.ledger.models import EntryKind, LedgerEntry
 from portal.readings.models import Reading, ReadingSource
-from tests.helpers import csrf_token, text_of
+from tests.helpers import csrf_token, run_concurrently, text_of
 
 from .staffing import held_bill, staff_login
 
@@ -173,3 +176,31 @@ def test_a_collectors_review_menu_has_refunds_only(web, clock, demo) -> None:
     html = web.get("/staff/review").get_data(as_text=True)
     assert 'data-queue="refunds"' in html and 'data-queue="bills"' not in html
     assert 'href="/staff/readings"' not in html
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("pg", marks=pytest.mark.pg)],
+                         indirect=True)
+def test_concurrent_approvals_charge_once(app, clock, demo) -> None:
+    with app.app_context():
+        bill_id = held_bill(db.session, clock, SPIKED).id
+    outcomes: list[str] = []
+
+    def approve() -> None:
+        with app.app_context():
+            try:
+                staff = db.session.scalar(sa.select(StaffMember).filter_by(username="bj-auditor"))
+                bill = bill_review.get_scoped_bill(db.session, staff, bill_id)
+                bill_review.approve(db.session, clock, staff, bill, "checked")
+                db.session.commit()
+                outcomes.append("issued")
+            except bill_review.NotInReview:
+                db.session.rollback()
+                outcomes.append("conflict")
+            finally:
+                db.session.remove()
+
+    run_concurrently(approve, 4)
+    assert sorted(outcomes) == ["conflict"] * 3 + ["issued"]
+    with app.app_context():
+        assert len(_charges(db.session, bill_id)) == 1
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditEntry)) == 1
