@@ -109,10 +109,13 @@ def _reading(session: Session, meter_id: int, where: sa.ColumnElement[bool]) -> 
 
 
 def _lock_newest(session: Session, bill: Bill) -> None:
-    """Lock the account (decisions on one account's bills queue up), then check the bill is
-    still the newest version and held: else someone decided first."""
+    """Lock the account (decisions on one account's bills queue up; PostgreSQL ``FOR NO KEY
+    UPDATE`` as ``ledger.apply_prepaid`` takes it, compatible with the ledger's foreign-key
+    locks), then check the bill is still the newest version and held: else someone decided
+    first."""
     session.execute(sa.select(ElectricityAccount.id)
-                    .where(ElectricityAccount.id == bill.account_id).with_for_update())
+                    .where(ElectricityAccount.id == bill.account_id)
+                    .with_for_update(key_share=True))
     session.refresh(bill)
     if bill.status is not BillStatus.PENDING_REVIEW or not is_newest(session, bill):
         raise NotInReview(str(bill.id))
