@@ -4,7 +4,7 @@ time each KPI figure's query for all districts (an administrator) and for one di
 
 In a scratch schema of ``DIANFEI_TEST_PG_URL`` (default the test database), dropped afterwards:
 
-    .venv/bin/python -m bench.kpi --accounts 1000000
+    .venv/bin/python bench/kpi.py --accounts 1000000
 
 Accounts are spread over 10 districts. Per account and period 2026-06 .. 2026-11: one bill (1 in
 200 held for review), its charge, and a payment of it for all but the newest two periods (1 in 20
@@ -15,8 +15,10 @@ Prints build seconds, then ``<figure>_seconds`` per query.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import uuid
+from pathlib import Path
 from datetime import date
 from zoneinfo import ZoneInfo
 
