@@ -18,12 +18,14 @@ import argparse
 import sys
 import time
 import uuid
-from pathlib import Path
 from datetime import date
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script, too
 
 from bench.bill_run import PG_URL, _build, _migrate
 from portal.accounts.models import District
