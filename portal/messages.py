@@ -52,6 +52,8 @@ MESSAGES = {
     "bill_review_reading_below_previous": _l("The reading is below the meter's reading of an "
                                              "earlier period. Check the value."),
     "bill_review_no_reading": _l("The period has no accepted reading to bill from."),
+    "bill_review_external_billing": _l("Bills are computed by the external billing system: "
+                                       "correct the reading there. Nothing was changed here."),
     "audit_bad_cursor": _l("That page link is broken. Start the search again."),
 }
 

@@ -56,6 +56,12 @@ class NoReadingToBill(DomainError):
     code = "bill_review_no_reading"
 
 
+class ExternalBilling(Conflict):
+    """Bills come from an external billing system: it, not the embedded engine, reprices."""
+
+    code = "bill_review_external_billing"
+
+
 def _newest() -> sa.ColumnElement[bool]:
     """The bill is the newest version of its account's period."""
     newer = aliased(Bill)

@@ -9,6 +9,7 @@ from flask import flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
+from billing_adapter.local.system import LocalBillingSystem
 from billing_adapter.local.tariffs import TariffBook
 from portal import context
 from portal.backoffice import bill_review, refunds
@@ -16,6 +17,7 @@ from portal.backoffice.auth import current_staff, require, signed_in
 from portal.backoffice.forms import BillApproveForm, BillCorrectForm
 from portal.backoffice.models import Permission
 from portal.backoffice.views import bp
+from portal.billing import billing_system
 from portal.bills.models import Bill, BillStatus
 from portal.extensions import db
 from portal.i18n import message_for
@@ -99,6 +101,8 @@ def bill_review_correct(bill_id: int) -> ResponseReturnValue:
     if not form.validate_on_submit():
         return _detail(bill, correct_form=form, status=400)
     try:
+        if not isinstance(billing_system(db.session), LocalBillingSystem):
+            raise bill_review.ExternalBilling()
         new = bill_review.correct(
             db.session, context.clock(), staff, bill, TariffBook.from_db(db.session),
             meter_id=form.meter_id.data, value_kwh=form.decimal_value(),

@@ -204,3 +204,17 @@ def test_concurrent_approvals_charge_once(app, clock, demo) -> None:
     with app.app_context():
         assert len(_charges(db.session, bill_id)) == 1
         assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditEntry)) == 1
+
+
+@pytest.mark.parametrize("settings_overrides", [
+    {"billing_url": "http://127.0.0.1:9/billing", "billing_token": "t" * 32}])
+def test_with_an_external_billing_system_corrections_are_made_there(session, web, clock,
+                                                                     demo) -> None:
+    bill = _held(session, clock)
+    meter, previous = _meter_and_previous(session, bill)
+    staff_login(web, clock, "bj-auditor")
+    response = _post(web, f"/staff/bills/review/{bill.id}/correct?lang=en", {
+        "meter_id": str(meter.id), "value_kwh": str(previous + 200), "reason": "typo"})
+    assert response.status_code == 409 and "external billing system" in text_of(response)
+    db.session.expire_all()
+    assert bills.account_bills(session, bill.account_id)[0].id == bill.id
