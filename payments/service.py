@@ -99,10 +99,11 @@ def new_number(prefix: str, clock: Clock) -> str:
 def create_order(session: Session, clock: Clock, *, account_id: int, customer_id: int | None,
                  channel: str, scene: Scene, bill_ids: Sequence[int] | None,
                  topup_fen: int = 0, lifetime: timedelta,
-                 first_query_after: timedelta) -> PaymentOrder:
+                 first_query_after: timedelta, limit_fen: int | None = None) -> PaymentOrder:
     """Add an order for the given owed bills (all owed bills when ``bill_ids`` is None) plus an
-    optional top-up. Each bill is paid what it owes now, oldest first. Flushes, the caller (or
-    ``start_checkout``) commits."""
+    optional top-up. Each bill is paid what it owes now, oldest first; with ``limit_fen`` (a
+    payment plan's installment) the order is for at most that much, spread over the bills oldest
+    first. Flushes, the caller (or ``start_checkout``) commits."""
     if not isinstance(topup_fen, int) or topup_fen < 0 or topup_fen > MAX_TOPUP_FEN:
         raise InvalidAmount(str(topup_fen))
     owed = ledger.owed_bills(session, account_id)
@@ -111,6 +112,8 @@ def create_order(session: Session, clock: Clock, *, account_id: int, customer_id
         owed = [(bill, amount) for bill, amount in owed if bill.id in wanted]
         if len(owed) != len(wanted):
             raise NothingToPay("a chosen bill is not owed by this account")
+    if limit_fen is not None:
+        owed = _up_to(owed, limit_fen)
     amount = sum(a for _b, a in owed) + topup_fen
     if amount <= 0:
         raise NothingToPay()
@@ -127,6 +130,18 @@ def create_order(session: Session, clock: Clock, *, account_id: int, customer_id
     session.add(order)
     session.flush()
     return order
+
+
+def _up_to(owed: list[tuple[Bill, int]], limit_fen: int) -> list[tuple[Bill, int]]:
+    """The first ``limit_fen`` of what the bills owe, oldest first (bills left out get 0)."""
+    if not isinstance(limit_fen, int) or limit_fen <= 0:
+        raise InvalidAmount(str(limit_fen))
+    parts: list[tuple[Bill, int]] = []
+    for bill, amount in owed:
+        part = min(amount, limit_fen - sum(a for _b, a in parts))
+        if part > 0:
+            parts.append((bill, part))
+    return parts
 
 
 def start_checkout(session: Session, clock: Clock, channel: PaymentChannel,

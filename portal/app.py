@@ -77,18 +77,23 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     cli.init_app(app)
     payment_channels.init_app(app, settings, app.extensions[context.CLOCK_KEY])
 
-    from portal.backoffice import (  # noqa: F401
+    from portal.backoffice import (  # noqa: F401  (their routes are on backoffice_bp)
         audit_views,
+        dispute_views,
         kpi_views,
+        plan_views,
         refund_views,
         review_views,
     )
     from portal.backoffice.views import bp as backoffice_bp
+    from portal.web import disputes  # noqa: F401  (its routes are on web_bp)
     from portal.web.payments import bp as pay_bp
+    from portal.web.plans import bp as plans_bp
     from portal.web.views import bp as web_bp
     from portal.webhooks.views import bp as webhooks_bp
     app.register_blueprint(web_bp)
     app.register_blueprint(backoffice_bp)
     app.register_blueprint(pay_bp)
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(plans_bp)
     return app

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
+from celery.schedules import crontab
 from flask import Flask
 
 from portal import context
@@ -24,6 +25,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
                         "schedule": timedelta(minutes=1)},
     "purge-consumed-broker-messages": {"task": "portal.tasks.purge_broker_messages",
                                        "schedule": timedelta(hours=1)},
+    # daily at 01:30 Beijing time (the schedule is in UTC): plans' defaults, completions, reminders
+    "plan-sweep": {"task": "portal.tasks.plan_sweep", "schedule": crontab(minute=30, hour=17)},
 }
 
 

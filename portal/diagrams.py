@@ -13,11 +13,14 @@ from typing import Any
 
 from payments.states import ORDER_MACHINE, REFUND_MACHINE
 from portal.bills.models import BILL_MACHINE
+from portal.disputes.models import DISPUTE_MACHINE
 from portal.kernel.statemachine import StateMachine
+from portal.plans.models import PLAN_MACHINE
 from portal.readings.models import READING_MACHINE
 
 MACHINES: dict[str, StateMachine[Any]] = {m.name: m for m in (BILL_MACHINE, READING_MACHINE,
-                                                                   ORDER_MACHINE, REFUND_MACHINE)}
+                                                                   ORDER_MACHINE, REFUND_MACHINE,
+                                                                   PLAN_MACHINE, DISPUTE_MACHINE)}
 BLOCK = re.compile(r"(<!-- state:(\w+) -->\n)(.*?)(<!-- /state:\2 -->)", re.S)
 
 

@@ -55,6 +55,24 @@ MESSAGES = {
     "bill_review_external_billing": _l("Bills are computed by the external billing system: "
                                        "correct the reading there. Nothing was changed here."),
     "audit_bad_cursor": _l("That page link is broken. Start the search again."),
+    "dispute_bill_not_issued": _l("This bill is still being reviewed and cannot be disputed "
+                                  "yet."),
+    "dispute_bill_superseded": _l("This bill was replaced by a corrected version. Open the "
+                                  "newest version of the bill to dispute it."),
+    "dispute_already_open": _l("This bill already has an open dispute. Follow it on its "
+                               "page."),
+    "dispute_bad_amount": _l("The disputed amount must be above 0 and at most the bill's "
+                             "total."),
+    "dispute_bad_assignee": _l("Choose a member of staff who handles disputes in this "
+                               "district."),
+    "dispute_adjustment_refused": _l("The billing system refused the adjustment (for "
+                                     "example, a credit larger than the bill). Nothing was "
+                                     "changed."),
+    "dispute_attachment_type": _l("Attach only photos (JPEG, PNG) or PDF files; a file that "
+                                  "is not one is refused, whatever its name."),
+    "dispute_attachment_size": _l("A file is larger than 3 MB. Make the photo smaller and "
+                                  "try again."),
+    "dispute_attachment_count": _l("Attach at most 3 files."),
 }
 
 # Why a bill is held for review (核), for staff; codes and their details come from
@@ -86,3 +104,35 @@ def review_reason_text(stored: str | None) -> list[str]:
         except KeyError:  # a detail the words need is missing: say the code, do not fail
             texts.append(hold.reason.value)
     return texts
+
+
+# Payment plans (portal.plans.service)
+MESSAGES.update({
+    "plan_installment_count": _l("Choose between 2 and 12 installments."),
+    "plan_first_due_date": _l("Choose a first due date after today and no later than the "
+                              "latest date the form allows."),
+    "plan_no_bills": _l("Choose at least one unpaid bill for the plan."),
+    "plan_bill_not_owed": _l("One of the chosen bills is already paid or is not a bill of this "
+                             "account. Reload the page and choose again."),
+    "plan_bill_covered": _l("One of the chosen bills is already in a payment plan that is "
+                            "requested or running. Reload the page and choose again."),
+    "plan_recent_default": _l("A payment plan of this account was ended for a missed "
+                              "installment in the last 12 months, so a new plan cannot be "
+                              "requested yet. Please pay the bills or contact your service "
+                              "office."),
+    "plan_total_too_small": _l("The chosen bills come to less than the smallest amount a plan "
+                               "can cover. Please pay them directly."),
+    "plan_total_too_large": _l("The chosen bills come to more than a plan can cover online. "
+                               "Please contact your service office."),
+    "plan_hardship_required": _l("Residents can ask for a payment plan in financial hardship: "
+                                 "tick the hardship box and tell us about it."),
+    "plan_attachment_type": _l("The attachment must be a PDF, PNG or JPEG file."),
+    "plan_attachment_size": _l("The attachment is larger than the form allows."),
+    "plan_needs_supervisor": _l("These terms are above the approval threshold: only a "
+                                "supervisor can approve or decline them."),
+    "plan_terms_expired": _l("The first due date of these terms has passed. Cancel this plan "
+                             "and request a new one."),
+    "plan_not_next_installment": _l("Pay the installments in order: this is not the next "
+                                    "unpaid installment."),
+    "plan_not_active": _l("This plan is not running, so there is no installment to pay."),
+})

@@ -7,12 +7,17 @@ from payments.models import PaymentEvent, PaymentOrder, PaymentOrderBill, Refund
 from portal.accounts.models import AccountLink, Customer, District, ElectricityAccount, Meter
 from portal.backoffice.models import StaffMember
 from portal.bills.models import Bill, BillLine
+from portal.disputes import service as _disputes  # noqa: F401  (registers the disputes hold)
+from portal.disputes.models import Dispute, DisputeAttachment, DisputeEvent
 from portal.kernel.audit import AuditEntry
 from portal.kernel.outbox import OutboxMessage
 from portal.ledger.models import LedgerEntry
+from portal.plans.models import PaymentPlan, PlanBill, PlanInstallment, PlanOrder
 from portal.readings.models import Reading
 
 __all__ = ["AccountLink", "AuditEntry", "Bill", "BillLine", "BillingPosting", "BillingReversal",
-           "Customer", "District", "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage",
-           "PaymentEvent", "PaymentOrder", "PaymentOrderBill", "Reading", "Refund", "StaffMember",
+           "Customer", "Dispute", "DisputeAttachment", "DisputeEvent", "District",
+           "ElectricityAccount", "LedgerEntry", "Meter", "OutboxMessage",
+           "PaymentEvent", "PaymentOrder", "PaymentOrderBill", "PaymentPlan", "PlanBill",
+           "PlanInstallment", "PlanOrder", "Reading", "Refund", "StaffMember",
            "SubscribeConsent", "TariffVersionRow"]

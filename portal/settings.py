@@ -21,6 +21,7 @@ from payments.channels.alipay import AlipaySettings
 from payments.channels.stripe import StripeSettings
 from payments.channels.wechat import WechatPaySettings
 from payments.janitor import JanitorPolicy
+from portal.plans.policy import PlanPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
@@ -92,6 +93,18 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:5000"  # how channels reach us: notify and return URLs
     sandbox: bool = False  # demo: channels without settings point at payments.sandbox gateways
     sandbox_url: str = "http://127.0.0.1:5100"  # where ``python -m payments.sandbox`` serves
+    plans: PlanPolicy = PlanPolicy()  # payment plan rules: DIANFEI_PLANS__* (plans/policy.py)
+
+    @property
+    def plan_attachment_dir(self) -> Path:
+        return self.plans.attachment_dir or INSTANCE / "attachments" / "plans"
+
+    # Disputes: the SLA in Chinese working days (holidays skipped, adjusted weekends counted),
+    # and the customer's attachments (images or PDF), kept outside the web root
+    dispute_sla_working_days: int = Field(default=5, ge=1, le=60)
+    dispute_attachment_max_bytes: int = Field(default=3 * 1024 * 1024, ge=1024,
+                                              le=3 * 1024 * 1024)
+    dispute_attachments_dir: Path = INSTANCE / "attachments" / "disputes"
 
     @model_validator(mode="after")
     def _production_is_complete(self) -> Settings:

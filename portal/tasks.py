@@ -53,3 +53,15 @@ def purge_broker_messages(older_than_hours: int = 24) -> int:
             return result.rowcount
     finally:
         engine.dispose()
+
+
+@shared_task(name="portal.tasks.plan_sweep")
+def plan_sweep() -> int:
+    """Daily: record paid installments, complete plans, default those past the grace period,
+    remind installments due soon (portal.plans.service.sweep). Commits once."""
+    from portal.plans import service as plans
+
+    settings = context.settings()
+    report = plans.sweep(db.session, context.clock(), settings.plans, settings.zone)
+    db.session.commit()
+    return report.completed + report.defaulted

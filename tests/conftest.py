@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from flask.testing import FlaskClient
 from portal.app import create_app
 from portal.extensions import db
 from portal.kernel.clock import FrozenClock
+from portal.plans.policy import PlanPolicy
 from portal.settings import Settings
 from tests.helpers import FormClient
 
@@ -114,6 +116,8 @@ def _settings(url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "env": "test", "database_url": url, "secret_key": TEST_SECRET,
         "broker_url": "memory://", "ratelimit_storage_url": "memory://",
+        # payment plan attachments: never into the repository's instance folder
+        "plans": PlanPolicy(attachment_dir=Path(tempfile.gettempdir()) / "dianfei-test-plans"),
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -42,6 +42,7 @@ PERMISSION_LABELS = {
     Permission.VIEW_KPIS: _l("View KPIs"),
     Permission.VIEW_AUDIT_LOG: _l("View the audit log"),
     Permission.MANAGE_STAFF: _l("Manage staff and their districts"),
+    Permission.RESOLVE_DISPUTES: _l("Resolve disputes (uphold or adjust the bill)"),
 }
 
 NEW_PASSWORD = [

@@ -37,19 +37,20 @@ class Permission(enum.StrEnum):
     VIEW_KPIS = "view_kpis"
     VIEW_AUDIT_LOG = "view_audit_log"
     MANAGE_STAFF = "manage_staff"
+    RESOLVE_DISPUTES = "resolve_disputes"  # uphold or adjust: the bill's outcome
 
 
 _P = Permission
 ROLE_PERMISSIONS: Mapping[StaffRole, frozenset[Permission]] = {
     StaffRole.READER: frozenset({_P.VIEW_ACCOUNTS, _P.RECORD_READINGS}),
     StaffRole.AUDITOR: frozenset({_P.VIEW_ACCOUNTS, _P.REVIEW_READINGS, _P.REVIEW_BILLS,
-                                  _P.HANDLE_DISPUTES}),
+                                  _P.HANDLE_DISPUTES, _P.RESOLVE_DISPUTES}),
     StaffRole.COLLECTOR: frozenset({_P.VIEW_ACCOUNTS, _P.MANAGE_PLANS, _P.REQUEST_REFUND,
                                     _P.HANDLE_DISPUTES}),
     StaffRole.SUPERVISOR: frozenset({_P.VIEW_ACCOUNTS, _P.REVIEW_READINGS, _P.REVIEW_BILLS,
                                      _P.HANDLE_DISPUTES, _P.MANAGE_PLANS, _P.APPROVE_PLANS,
                                      _P.REQUEST_REFUND, _P.APPROVE_REFUND, _P.VIEW_KPIS,
-                                     _P.VIEW_AUDIT_LOG}),
+                                     _P.VIEW_AUDIT_LOG, _P.RESOLVE_DISPUTES}),
     StaffRole.ADMIN: frozenset(Permission),
 }
 # Roles that sign in with a TOTP code as well as the password.

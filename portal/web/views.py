@@ -28,6 +28,7 @@ from portal.backoffice.models import StaffMember
 from portal.bills import explain
 from portal.bills import service as bills
 from portal.bills.pdf import LineRow, render_bill
+from portal.disputes import service as disputes
 from portal.extensions import db, limiter, login_manager
 from portal.i18n import message_for
 from portal.kernel.errors import DomainError, NotFound
@@ -204,7 +205,9 @@ def _explained(summary: bills.BillSummary) -> dict[str, object]:
 def bill_detail(bill_id: int) -> ResponseReturnValue:
     summary = _owned_bill(bill_id)
     return render_template("web/bill.html", bill=summary.bill, summary=summary,
-                           account=summary.bill.account, **_explained(summary))
+                           account=summary.bill.account,
+                           dispute=disputes.dispute_of_bill(db.session, current_user.id, bill_id),
+                           **_explained(summary))
 
 
 @bp.get("/bills/<id:bill_id>.pdf")

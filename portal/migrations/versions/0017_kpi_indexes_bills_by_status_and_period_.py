@@ -1,7 +1,7 @@
 """kpi indexes: bills by status and period, readings by period, paid orders
 
 Revision ID: 0017
-Revises: 0009
+Revises: 0013
 Create Date: 2026-12-03 17:00:41.889207
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0017'
-down_revision = '0009'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 

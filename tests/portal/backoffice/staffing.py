@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pyotp
 import sqlalchemy as sa
@@ -13,12 +14,14 @@ from werkzeug.test import TestResponse
 from payments import service as payments
 from payments.channels.base import Scene, Trade, TradeState
 from payments.models import PaymentOrder, Refund
-from portal.accounts.models import ElectricityAccount
+from portal.accounts.models import AccountLink, ElectricityAccount
 from portal.backoffice import service
 from portal.backoffice.models import StaffMember, StaffRole
 from portal.bills.models import Bill, BillStatus
 from portal.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET
 from portal.kernel.clock import FrozenClock
+from portal.plans.models import PaymentPlan, PlanBill
+from portal.plans.service import store_attachment
 from tests.helpers import FormClient
 
 
@@ -96,3 +99,56 @@ def held_bill(session: Session, clock: FrozenClock, account_no: str) -> Bill:
         session.add(bill)
     session.commit()
     return bill
+
+
+def requested_plan(session: Session, clock: FrozenClock, account_no: str,
+                   attachment_dir: Path) -> PaymentPlan:
+    """A payment plan requested for the newest bill of a demo account, with a PDF attachment
+    stored in ``attachment_dir``; written directly (the routes' access rules are under test, not
+    eligibility). Committed."""
+    account = session.scalar(sa.select(ElectricityAccount)
+                             .where(ElectricityAccount.account_no == account_no))
+    assert account is not None
+    bill = session.scalar(sa.select(Bill).where(Bill.account_id == account.id)
+                          .order_by(Bill.period.desc()).limit(1))
+    customer_id = session.scalar(sa.select(AccountLink.customer_id)
+                                 .where(AccountLink.account_id == account.id).limit(1))
+    assert bill is not None and customer_id is not None
+    stored = store_attachment(attachment_dir, b"%PDF-1.4 proof", "proof.pdf", 1024)
+    now = clock.now()
+    plan = PaymentPlan(account_id=account.id, customer_id=customer_id, total_fen=bill.total_fen,
+                       reason="cash flow", requested_installments=3,
+                       requested_first_due_on=date(2027, 1, 10), installment_count=3,
+                       first_due_on=date(2027, 1, 10), attachment_key=stored.key,
+                       attachment_type=stored.content_type, attachment_name=stored.name,
+                       requested_at=now, updated_at=now,
+                       bills=[PlanBill(bill_id=bill.id, seq=0, amount_fen=bill.total_fen)])
+    session.add(plan)
+    session.commit()
+    return plan
+
+
+def dispute_with_file(session: Session, clock: FrozenClock, account_no: str,
+                      store_dir: Path) -> tuple[int, int]:
+    """A dispute, opened by the account's demo customer on its newest issued bill, with one PNG
+    attached: (dispute id, attachment id). Committed."""
+    from portal.accounts.models import AccountLink
+    from portal.bills.models import Bill, BillStatus
+    from portal.disputes import service as disputes
+    from portal.disputes.attachments import AttachmentStore, Upload, check
+    from portal.disputes.models import DisputeCategory
+    from tests.portal.disputes.helpers import png_bytes
+
+    bill = session.scalars(sa.select(Bill).join(ElectricityAccount).where(
+        ElectricityAccount.account_no == account_no, Bill.status == BillStatus.ISSUED)
+        .order_by(Bill.period.desc(), Bill.version.desc()).limit(1)).one()
+    customer_id = session.scalars(sa.select(AccountLink.customer_id)
+                                  .where(AccountLink.account_id == bill.account_id)).first()
+    assert customer_id is not None
+    dispute = disputes.open_dispute(
+        session, clock, customer_id=customer_id, bill=bill, category=DisputeCategory.READING,
+        description="读数不对", disputed_fen=None, files=[check(Upload("m.png", png_bytes()),
+                                                                 1 << 20)],
+        store=AttachmentStore(store_dir), sla_working_days=5, today=bill.due_date)
+    session.commit()
+    return dispute.id, dispute.events[0].attachments[0].id

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from flask import url_for
 
+from portal import context
 from portal.accounts.models import ElectricityAccount
 from portal.backoffice import service
 from portal.backoffice.auth import STAFF_PREFIX
@@ -17,7 +18,15 @@ from portal.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET, STAFF
 from portal.extensions import db
 from tests.helpers import FormClient, csrf_token, text_of
 
-from .staffing import held_bill, paid_order, requested_refund, staff_login, totp_code
+from .staffing import (
+    dispute_with_file,
+    held_bill,
+    paid_order,
+    requested_plan,
+    requested_refund,
+    staff_login,
+    totp_code,
+)
 
 ROLE_USER = {StaffRole.READER: "bj-reader", StaffRole.AUDITOR: "bj-auditor",
              StaffRole.COLLECTOR: "bj-collector", StaffRole.SUPERVISOR: "bj-supervisor",
@@ -40,6 +49,24 @@ def _held(app, clock, account_no: str) -> int:
     """A bill of the account held for review (the demo holds 1100000001's newest one)."""
     with app.app_context():
         return held_bill(db.session, clock, account_no).id
+
+
+@pytest.fixture
+def settings_overrides(tmp_path):
+    return {"dispute_attachments_dir": tmp_path / "files"}
+
+
+def _dispute_of(app, clock, account_no: str, tmp_path) -> tuple[int, int]:
+    """A dispute with one attachment on the account's newest bill: (dispute id, file id)."""
+    with app.app_context():
+        return dispute_with_file(db.session, clock, account_no, tmp_path / "files")
+
+
+def _plan_of(app, account_no: str) -> int:
+    """A requested payment plan (with an attachment) of the account: its id."""
+    with app.app_context():
+        return requested_plan(db.session, context.clock(), account_no,
+                              context.settings().plan_attachment_dir).id
 
 
 def _staff_routes(app):
@@ -69,10 +96,11 @@ def test_every_staff_route_has_an_access_rule(app) -> None:
 
 
 @pytest.mark.parametrize("role", list(StaffRole))
-def test_role_by_route_matrix(app, web, clock, demo, role) -> None:
+def test_role_by_route_matrix(app, web, clock, demo, role, tmp_path) -> None:
     """Generated from the route map: a route added without a rule, or a rule that lets the
     wrong role in, fails here."""
     order_id, refund_id = _refund_of(app, clock, "1100000001", "bj-collector")
+    dispute_id, attachment_id = _dispute_of(app, clock, "1100000001", tmp_path)
     assert staff_login(web, clock, ROLE_USER[role]).status_code == 302
     sample_ids = {
         "account_id": _id(app, ElectricityAccount, account_no="1100000001"),  # bj-dongcheng
@@ -81,6 +109,9 @@ def test_role_by_route_matrix(app, web, clock, demo, role) -> None:
         "refund_id": refund_id,
         "bill_id": _held(app, clock, "1100000001"),
         "figure": "collection",
+        "dispute_id": dispute_id,
+        "attachment_id": attachment_id,
+        "plan_id": _plan_of(app, "1100000001"),
     }
     # POSTs last, and the one that deactivates someone at the very end
     calls = sorted(((method, rule, access) for rule, access in _staff_routes(app)
@@ -110,9 +141,11 @@ def test_403_page_names_the_role_and_what_is_missing(web, clock, demo) -> None:
 
 @pytest.mark.parametrize("username", ["bj-auditor", "bj-collector", "bj-supervisor"])
 def test_other_districts_accounts_are_404_on_every_route_with_an_id(app, web, clock, demo,
-                                                                     username) -> None:
+                                                                     username, tmp_path) -> None:
     own_order, own_refund = _refund_of(app, clock, "1100000001", "bj-collector")
     other_order, other_refund = _refund_of(app, clock, "3300000001", "hz-collector")  # hz-xihu
+    own_dispute, own_file = _dispute_of(app, clock, "1100000001", tmp_path)
+    other_dispute, other_file = _dispute_of(app, clock, "3300000001", tmp_path)
     assert staff_login(web, clock, username).status_code == 302
     role = next(r for r, u in ROLE_USER.items() if u == username)
     own = _id(app, ElectricityAccount, account_no="1100000001")
@@ -120,6 +153,9 @@ def test_other_districts_accounts_are_404_on_every_route_with_an_id(app, web, cl
     scoped = {"account_id": (own, other), "order_id": (own_order, other_order),
               "refund_id": (own_refund, other_refund),
               "bill_id": (_held(app, clock, "1100000001"), _held(app, clock, "3300000001"))}
+              "plan_id": (_plan_of(app, "1100000001"), _plan_of(app, "3300000001")),
+              "dispute_id": (own_dispute, other_dispute),
+              "attachment_id": (own_file, other_file)}
     checked = 0
     for rule, access in _staff_routes(app):
         args = set(rule.arguments)
@@ -137,7 +173,7 @@ def test_other_districts_accounts_are_404_on_every_route_with_an_id(app, web, cl
             assert response.status_code == 404, f"{method} {theirs}"
             assert "3300000001" not in response.get_data(as_text=True)
             checked += 1
-    assert checked >= {"bj-auditor": 4, "bj-collector": 4, "bj-supervisor": 9}[username]
+    assert checked >= {"bj-auditor": 12, "bj-collector": 10, "bj-supervisor": 17}[username]
 
 
 def test_account_search_stays_in_the_district(web, clock, demo) -> None:

@@ -1,0 +1,1 @@
+"""Deferred payment plans: models (tables, state machine, bill holds) and service (rules)."""
