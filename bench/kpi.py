@@ -1,5 +1,6 @@
 """KPI queries at scale: build N accounts with a year of readings (``bench.bill_run``'s builder),
-six periods of bills with their charges and payments, payment orders and a few held bills, then
+six periods of bills with their charges and payments, payment orders, a few held bills, disputes
+and payment plans, then
 time each KPI figure's query for all districts (an administrator) and for one district.
 
 In a scratch schema of ``DIANFEI_TEST_PG_URL`` (default the test database), dropped afterwards:
@@ -76,6 +77,30 @@ def _bills(conn: sa.Connection, accounts: int) -> None:
                (ARRAY['wechat', 'alipay', 'stripe'])[1 + id % 3], 'desktop', total_fen, 'CNY',
                'succeeded', due_date, due_date - 5, 0, now(), now()
         FROM bills WHERE status = 'issued' AND account_id % 20 <> 0 AND period < '2026-10'"""))
+    # one customer behind every dispute and plan; 1 in 97 accounts disputes its 2026-09 bill
+    # (a third still open, the others resolved in October, half of them a day late); 1 in 199
+    # has a plan (1 in 5 defaulted in October)
+    conn.execute(sa.text("INSERT INTO customers (id, phone, password_hash, is_active, "
+                         "created_at) VALUES (1, '13900000000', 'x', true, now())"))
+    conn.execute(sa.text("""
+        INSERT INTO disputes (bill_id, account_id, customer_id, category, description,
+                              disputed_fen, status, opened_at, sla_due_on, updated_at,
+                              resolved_at)
+        SELECT id, account_id, 1, 'reading', 'bench', 100,
+               CASE WHEN account_id % 3 = 0 THEN 'investigating' ELSE 'upheld' END,
+               now(), DATE '2026-10-15',
+               now(), CASE WHEN account_id % 3 = 0 THEN NULL ELSE
+                   TIMESTAMPTZ '2026-10-15 02:00+00' + (account_id % 2) * interval '1 day' END
+        FROM bills WHERE period = '2026-09' AND account_id % 97 = 0"""))
+    conn.execute(sa.text("""
+        INSERT INTO payment_plans (account_id, customer_id, status, total_fen, reason, hardship,
+                                   requested_installments, requested_first_due_on,
+                                   installment_count, first_due_on, requested_at, updated_at,
+                                   defaulted_at)
+        SELECT i, 1, CASE WHEN i % 5 = 0 THEN 'defaulted' ELSE 'active' END, 30000, 'bench',
+               false, 3, DATE '2026-10-01', 3, DATE '2026-10-01', now(), now(),
+               CASE WHEN i % 5 = 0 THEN TIMESTAMPTZ '2026-10-20 02:00+00' END
+        FROM generate_series(199, :n, 199) i"""), {"n": accounts})
 
 
 def main() -> None:
@@ -109,6 +134,8 @@ def main() -> None:
                 "readings": lambda s: kpi.readings(session, s, "2026-11"),
                 "held": lambda s: kpi.held(session, s),
                 "payments": lambda s: kpi.payments(session, s, "2026-09", zone),
+                "dispute_sla": lambda s: kpi.dispute_sla(session, s, "2026-10", TODAY, zone),
+                "plans": lambda s: kpi.plans(session, s, "2026-10", zone),
             }
             for name, query in figures.items():
                 for label, scope in (("all", everything), ("one_district", one)):

@@ -16,6 +16,10 @@ the districts a member of staff may see. The definitions (also in the README):
   computed totals.
 * **Payments by channel** in month P (local time): succeeded payment orders paid in the month,
   count and amount per channel.
+* **Dispute SLA compliance** in month P: disputes resolved (upheld or adjusted; withdrawn ones
+  are not counted) in the month whose local resolution day is on or before their SLA due date,
+  out of all resolved in the month; and disputes still open today past their due date.
+* **Payment plans**: plans active now (count and total), and plans defaulted in month P.
 """
 
 from __future__ import annotations
@@ -39,13 +43,16 @@ from portal.accounts.models import District, ElectricityAccount, Meter
 from portal.backoffice.models import StaffMember
 from portal.backoffice.service import visible_district_ids
 from portal.bills.models import Bill, BillStatus
+from portal.disputes.models import OPEN_STATUSES as DISPUTE_OPEN
+from portal.disputes.models import Dispute, DisputeStatus
 from portal.kernel.errors import NotFound
 from portal.kernel.money import fen_to_yuan_str as yuan
 from portal.ledger.models import EntryKind, LedgerEntry
+from portal.plans.models import PaymentPlan, PlanStatus
 from portal.readings.models import Reading, ReadingSource, ReadingStatus
 
 BUCKETS = ("0-30", "31-90", "91-180", ">180")
-FIGURES = ("collection", "arrears", "readings", "held", "payments")
+FIGURES = ("collection", "arrears", "readings", "held", "payments", "disputes", "plans")
 Acct = ElectricityAccount
 
 
@@ -231,6 +238,68 @@ def payments(session: Session, scope: Scope, period: str, zone: ZoneInfo) -> dic
     return dict(out)
 
 
+
+# --- figures of the disputes and plans branches -------------------------------------------------
+
+def _local_day(session: Session, column: Any, zone: ZoneInfo) -> Any:
+    """The utility's local date of a UTC timestamp column. SQLite: a fixed offset (China keeps
+    no daylight saving time)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return sa.cast(sa.func.timezone(zone.key, column), sa.Date)
+    offset = datetime(2000, 1, 1, tzinfo=zone).utcoffset() or timedelta(0)
+    return sa.func.date(column, f"+{int(offset.total_seconds())} seconds")
+
+
+@dataclass
+class DisputeSla:
+    resolved: int = 0       # resolved (upheld or adjusted) in the month
+    on_time: int = 0        # of those, resolved by their SLA due date (local day)
+    open_overdue: int = 0   # still open today, past their SLA due date
+
+    @property
+    def rate(self) -> Decimal | None:
+        return rate(self.on_time, self.resolved)
+
+
+def dispute_sla(session: Session, scope: Scope, period: str, today: date,
+                zone: ZoneInfo) -> dict[int, DisputeSla]:
+    start, end = month_bounds(period, zone)
+    resolved = sa.and_(Dispute.status.in_([DisputeStatus.UPHELD, DisputeStatus.ADJUSTED]),
+                       Dispute.resolved_at >= start, Dispute.resolved_at < end)
+    rows = session.execute(
+        sa.select(Acct.district_id, sa.func.count().filter(resolved),
+                  sa.func.count().filter(resolved, _local_day(session, Dispute.resolved_at, zone)
+                                         <= Dispute.sla_due_on),
+                  sa.func.count().filter(Dispute.status.in_(DISPUTE_OPEN),
+                                         Dispute.sla_due_on < today))
+        .join(Acct, Acct.id == Dispute.account_id)
+        .where(_in_scope(scope), sa.or_(resolved, Dispute.status.in_(DISPUTE_OPEN)))
+        .group_by(Acct.district_id))
+    return {d: DisputeSla(r, o, late) for d, r, o, late in rows}
+
+
+@dataclass
+class Plans:
+    active: int = 0
+    active_fen: int = 0
+    defaulted: int = 0      # defaulted in the month
+
+
+def plans(session: Session, scope: Scope, period: str, zone: ZoneInfo) -> dict[int, Plans]:
+    start, end = month_bounds(period, zone)
+    active = PaymentPlan.status == PlanStatus.ACTIVE
+    defaulted = sa.and_(PaymentPlan.status == PlanStatus.DEFAULTED,
+                        PaymentPlan.defaulted_at >= start, PaymentPlan.defaulted_at < end)
+    rows = session.execute(
+        sa.select(Acct.district_id, sa.func.count().filter(active),
+                  sa.func.coalesce(sa.func.sum(PaymentPlan.total_fen).filter(active), 0),
+                  sa.func.count().filter(defaulted))
+        .join(Acct, Acct.id == PaymentPlan.account_id)
+        .where(_in_scope(scope), sa.or_(active, defaulted))
+        .group_by(Acct.district_id))
+    return {d: Plans(a, int(fen), n) for d, a, fen, n in rows}
+
+
 # --- the dashboard and its CSV files --------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -243,6 +312,8 @@ class Dashboard:
     readings: dict[int, Readings]
     held: dict[int, Held]
     payments: dict[int, Payments]
+    disputes: dict[int, DisputeSla]
+    plans: dict[int, Plans]
 
     @property
     def channels(self) -> list[str]:
@@ -268,6 +339,14 @@ class Dashboard:
         return Held(sum(h.bills for h in self.held.values()),
                     sum(h.total_fen for h in self.held.values()))
 
+    def total_disputes(self) -> DisputeSla:
+        return DisputeSla(*(sum(getattr(d, f) for d in self.disputes.values())
+                            for f in ("resolved", "on_time", "open_overdue")))
+
+    def total_plans(self) -> Plans:
+        return Plans(*(sum(getattr(p, f) for p in self.plans.values())
+                       for f in ("active", "active_fen", "defaulted")))
+
     def total_payments(self) -> Payments:
         out = Payments()
         for p in self.payments.values():
@@ -281,7 +360,9 @@ def dashboard(session: Session, scope: Scope, period: str, today: date,
               zone: ZoneInfo) -> Dashboard:
     return Dashboard(scope, period, today, collection(session, scope, period, today),
                      arrears(session, scope, today), readings(session, scope, period),
-                     held(session, scope), payments(session, scope, period, zone))
+                     held(session, scope), payments(session, scope, period, zone),
+                     dispute_sla(session, scope, period, today, zone),
+                     plans(session, scope, period, zone))
 
 
 def _pct(value: Decimal | None) -> str:
@@ -325,6 +406,18 @@ def csv_rows(board: Dashboard, figure: str) -> list[Sequence[Any]]:
             p = board.total_payments() if did is None else board.payments.get(did, Payments())
             rows.extend([code, board.period, c, p.count.get(c, 0), yuan(p.amount_fen.get(c, 0))]
                         for c in board.channels)
+    elif figure == "disputes":
+        rows.append(["district", "month", "resolved", "resolved_on_time", "sla_compliance_pct",
+                     "open_past_due"])
+        for code, did in names:
+            d = board.total_disputes() if did is None else board.disputes.get(did, DisputeSla())
+            rows.append([code, board.period, d.resolved, d.on_time, _pct(d.rate),
+                         d.open_overdue])
+    elif figure == "plans":
+        rows.append(["district", "month", "active_now", "active_yuan", "defaulted_in_month"])
+        for code, did in names:
+            plan = board.total_plans() if did is None else board.plans.get(did, Plans())
+            rows.append([code, board.period, plan.active, yuan(plan.active_fen), plan.defaulted])
     else:
         raise NotFound()
     return rows
@@ -334,3 +427,4 @@ def to_csv(rows: Iterable[Sequence[Any]]) -> str:
     out = io.StringIO()
     csv.writer(out).writerows(rows)
     return out.getvalue()
+

@@ -11,14 +11,22 @@ import sqlalchemy as sa
 from payments.channels.base import Scene
 from payments.models import PaymentOrder
 from payments.states import OrderStatus
-from portal.accounts.models import CustomerClass, District, ElectricityAccount, Meter
+from portal.accounts.models import (
+    Customer,
+    CustomerClass,
+    District,
+    ElectricityAccount,
+    Meter,
+)
 from portal.backoffice import kpi, service
 from portal.backoffice.models import StaffMember, StaffRole
 from portal.bills.models import Bill, BillStatus
 from portal.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET
+from portal.disputes.models import Dispute, DisputeCategory, DisputeStatus
 from portal.extensions import db
 from portal.kernel.errors import NotFound
 from portal.ledger.models import EntryKind, LedgerEntry
+from portal.plans.models import PaymentPlan, PlanStatus
 from portal.readings.models import Reading, ReadingSource, ReadingStatus
 from tests.helpers import text_of
 
@@ -127,8 +135,56 @@ def build(session, clock) -> tuple[District, District]:
     b.order(a2, "alipay", 999, datetime(2026, 10, 31, 16, 10, tzinfo=UTC))   # Nov 1 local
     b.order(b1, "wechat", 500, datetime(2026, 10, 5, tzinfo=UTC), OrderStatus.FAILED)
     b.order(b1, "stripe", 700, datetime(2026, 10, 2, tzinfo=UTC))
+    disputes_and_plans(session, clock, a1, a2, b1)
     session.flush()
     return da, dbb
+
+
+def disputes_and_plans(session, clock, a1, a2, b1) -> None:
+    """A: two disputes resolved in October (one on time, one a day late in Shanghai though on
+    time in UTC), one withdrawn, one open past its due date, one open before it; two active plans
+    (5000 + 3500), one defaulted in October, one in September, one completed. B: one dispute
+    resolved on 1 October local time (30 September UTC), on time; one plan defaulted on
+    1 November local time (31 October UTC)."""
+    now = clock.now()
+    customer = Customer(phone="13900000099", password_hash="x", created_at=now)
+    session.add(customer)
+    session.flush()
+    bills = {(b.account_id, b.period): b for b in session.scalars(sa.select(Bill))}
+
+    def dispute(acct, period, status, due, resolved_at=None) -> None:
+        bill = bills[(acct.id, period)]
+        session.add(Dispute(bill_id=bill.id, account_id=acct.id, customer_id=customer.id,
+                            category=DisputeCategory.READING, description="?",
+                            disputed_fen=100, status=status, opened_at=now, sla_due_on=due,
+                            updated_at=now, resolved_at=resolved_at))
+        session.flush()
+
+    utc = UTC
+    dispute(a1, PERIOD, DisputeStatus.UPHELD, date(2026, 10, 20),
+            datetime(2026, 10, 20, 2, tzinfo=utc))
+    dispute(a2, PERIOD, DisputeStatus.ADJUSTED, date(2026, 10, 20),
+            datetime(2026, 10, 20, 16, 30, tzinfo=utc))            # 21 October in Shanghai
+    dispute(a1, "2026-01", DisputeStatus.WITHDRAWN, date(2026, 10, 1),
+            datetime(2026, 10, 25, tzinfo=utc))
+    dispute(a1, "2026-09", DisputeStatus.INVESTIGATING, date(2026, 12, 1))
+    dispute(a1, "2026-08", DisputeStatus.OPEN, date(2026, 12, 5))
+    dispute(b1, PERIOD, DisputeStatus.UPHELD, date(2026, 10, 8),
+            datetime(2026, 9, 30, 20, tzinfo=utc))
+
+    def plan(acct, status, total, defaulted_at=None) -> None:
+        session.add(PaymentPlan(account_id=acct.id, customer_id=customer.id, status=status,
+                                total_fen=total, reason="?", requested_installments=3,
+                                requested_first_due_on=date(2026, 10, 1), installment_count=3,
+                                first_due_on=date(2026, 10, 1), requested_at=now,
+                                updated_at=now, defaulted_at=defaulted_at))
+
+    plan(a1, PlanStatus.ACTIVE, 5000)
+    plan(a2, PlanStatus.ACTIVE, 3500)
+    plan(a2, PlanStatus.DEFAULTED, 900, datetime(2026, 10, 15, tzinfo=utc))
+    plan(a1, PlanStatus.DEFAULTED, 800, datetime(2026, 9, 10, tzinfo=utc))
+    plan(a1, PlanStatus.COMPLETED, 700)
+    plan(b1, PlanStatus.DEFAULTED, 600, datetime(2026, 10, 31, 17, tzinfo=utc))
 
 
 @pytest.fixture
@@ -234,3 +290,25 @@ def test_dates_are_in_the_utilitys_zone(app, data) -> None:
     start, end = kpi.month_bounds(PERIOD, ZoneInfo("Asia/Shanghai"))
     assert start.astimezone(UTC) == datetime(2026, 9, 30, 16, tzinfo=UTC)
     assert end - start == timedelta(days=31)
+
+
+def test_dispute_sla_compliance_and_plans(app, data) -> None:
+    board = _board(app, data)
+    a, b = board.disputes[data["da"]], board.disputes[data["db"]]
+    assert (a.resolved, a.on_time, a.rate, a.open_overdue) == (2, 1, Decimal("50.0"), 1)
+    assert (b.resolved, b.on_time, b.rate, b.open_overdue) == (1, 1, Decimal("100.0"), 0)
+    assert board.total_disputes().rate == Decimal("66.7")
+    pa = board.plans[data["da"]]
+    assert (pa.active, pa.active_fen, pa.defaulted) == (2, 8500, 1)
+    assert data["db"] not in board.plans
+    assert board.total_plans().defaulted == 1
+
+
+def test_dispute_and_plan_csv_files(app, web, clock, data) -> None:
+    staff_login(web, clock, "b-super")
+    disputes = web.get(f"/staff/kpis/disputes.csv?period={PERIOD}").get_data(as_text=True)
+    assert disputes.splitlines()[1:] == ["db,2026-10,1,1,100.0,0", "all,2026-10,1,1,100.0,0"]
+    plans = web.get(f"/staff/kpis/plans.csv?period={PERIOD}").get_data(as_text=True)
+    assert plans.splitlines()[1:] == ["db,2026-10,0,0.00,0", "all,2026-10,0,0.00,0"]
+    page = text_of(web.get(f"/staff/kpis?period={PERIOD}&lang=en"))
+    assert "Dispute SLA compliance" in page and "Payment plans" in page
