@@ -24,6 +24,7 @@ class PaymentOrder(IdMixin, Base):
         sa.CheckConstraint("amount_fen > 0", name="amount_positive"),
         sa.CheckConstraint("query_attempts >= 0", name="query_attempts_non_negative"),
         sa.Index("ix_payment_orders_due_query", "status", "next_query_at"),
+        sa.Index("ix_payment_orders_status_paid_at", "status", "paid_at"),  # KPIs: a month's
     )
 
     order_no: Mapped[str] = mapped_column(sa.String(32), unique=True)

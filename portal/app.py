@@ -90,11 +90,14 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     payment_channels.init_app(app, settings, app.extensions[context.CLOCK_KEY])
 
     from portal.backoffice import (  # noqa: F401  (their routes are on backoffice_bp)
+        audit_views,
         dispute_views,
+        kpi_views,
         plan_views,
         reading_views,
         reconcile_views,
         refund_views,
+        review_views,
     )
     from portal.backoffice.views import bp as backoffice_bp
     from portal.web import disputes, notification_prefs, readings  # noqa: F401  (on web_bp)

@@ -74,6 +74,16 @@ MESSAGES = {
     "reading_bad_date": _l("The date must be written YYYY-MM-DD, e.g. 2026-11-30."),
     "reading_unknown_meter": _l("There is no such meter on this account."),
     "reading_missing_column": _l("This value is missing or too long."),
+    "bill_not_in_review": _l("This bill is no longer held for review: someone decided on it "
+                             "first. Open the queue again."),
+    "bill_review_unknown_meter": _l("That meter is not on this account. Choose one of the "
+                                    "account's meters."),
+    "bill_review_reading_below_previous": _l("The reading is below the meter's reading of an "
+                                             "earlier period. Check the value."),
+    "bill_review_no_reading": _l("The period has no accepted reading to bill from."),
+    "bill_review_external_billing": _l("Bills are computed by the external billing system: "
+                                       "correct the reading there. Nothing was changed here."),
+    "audit_bad_cursor": _l("That page link is broken. Start the search again."),
     "dispute_bill_not_issued": _l("This bill is still being reviewed and cannot be disputed "
                                   "yet."),
     "dispute_bill_superseded": _l("This bill was replaced by a corrected version. Open the "

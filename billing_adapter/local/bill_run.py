@@ -157,6 +157,30 @@ def run(session: Session, clock: Clock, book: TariffBook, period: str,
     return result
 
 
+def reprice(session: Session, clock: Clock, book: TariffBook, account_id: int, period: str,
+            config: RunConfig | None = None) -> Bill:
+    """A new version of one account's bill of ``period``, computed from its accepted readings as
+    they are now (a reading corrected in review), by the same planner as a run: verified, then
+    issued with its charge or held again with its reason. Earlier versions stay as they were
+    (the newest version is the bill). The caller holds the account's lock and commits."""
+    tariff = session.scalar(sa.select(ElectricityAccount.tariff_code)
+                            .where(ElectricityAccount.id == account_id))
+    if tariff is None:
+        raise ValueError(f"no account {account_id}")
+    version = (session.scalar(sa.select(sa.func.max(Bill.version)).where(
+        Bill.account_id == account_id, Bill.period == period)) or 0) + 1
+    planner = _Planner(book, clock, config or RunConfig(), period, version=version)
+    conn = session.connection()
+    planner.text = _is_pg(conn)
+    planned = planner._chunk(conn, {account_id: tariff}, rebill=True)
+    if not planned.bills:
+        raise PeriodError(f"no accepted reading of {period} to bill")
+    _write(session, planned)
+    ledger.apply_prepaid_in_range(session, clock, account_id, account_id)
+    return session.scalars(sa.select(Bill).where(
+        Bill.account_id == account_id, Bill.period == period, Bill.version == version)).one()
+
+
 def count_accounts(session: Session) -> int:
     """How many accounts a run looks at (the progress bar's length)."""
     return session.scalar(sa.select(sa.func.count()).select_from(ElectricityAccount)) or 0
@@ -251,13 +275,15 @@ class _Planned:
 class _Planner:
     """Reads accounts in id order, a chunk at a time, and computes their bills' rows."""
 
-    def __init__(self, book: TariffBook, clock: Clock, config: RunConfig, period: str) -> None:
+    def __init__(self, book: TariffBook, clock: Clock, config: RunConfig, period: str,
+                 version: int = 1) -> None:
         self.book, self.clock, self.config, self.period = book, clock, config, period
+        self.version = version
         self.start, self.end = parse_period(period)
         self.previous_period = f"{_month_add(self.start, -1):%Y-%m}"
         self.due = due_date(self.start, config.due_day)
         # a bill's COPY text from period to period_end (in BILL_COLUMNS order)
-        self.bill_text = f"{_text(period)}\t1\t{self.start}\t{self.end}"
+        self.bill_text = f"{_text(period)}\t{version}\t{self.start}\t{self.end}"
         self.recent_from = _month_add(self.start, -6)
         self.priced: dict[tuple[Any, ...], _Priced | None] = {}
         self.codes: dict[str, str] = {}  # tariff code -> its COPY text
@@ -284,9 +310,10 @@ class _Planner:
             yield self._chunk(conn, dict(accounts))
             last_id = accounts[-1][0]
 
-    def _chunk(self, conn: sa.Connection, tariffs: dict[int, str]) -> _Planned:
+    def _chunk(self, conn: sa.Connection, tariffs: dict[int, str],
+               rebill: bool = False) -> _Planned:
         lo, hi = min(tariffs), max(tariffs)
-        billed = set(conn.scalars(
+        billed = set() if rebill else set(conn.scalars(
             sa.select(Bill.account_id).distinct()
             .where(Bill.account_id.between(lo, hi), Bill.period == self.period)))
         now = self.clock.now()
@@ -445,7 +472,7 @@ class _Planner:
                     f"{NULL}\t{self.due}\t{now_text}\n")
         else:
             now_at = planned.now
-            bill = (bill_id, account_id, self.period, 1, self.start, self.end, total,
+            bill = (bill_id, account_id, self.period, self.version, self.start, self.end, total,
                     registers["peak"], registers["flat"], registers["valley"], code, total_fen,
                     status, reason, self.due, now_at if status == ISSUED else None, now_at)
             planned.bills.append(bill)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, SelectMultipleField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
+from wtforms.validators import (
+    DataRequired,
+    EqualTo,
+    Length,
+    Optional,
+    Regexp,
+    ValidationError,
+)
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from portal.backoffice.models import Permission, StaffRole
@@ -151,3 +160,43 @@ class DifferenceNoteForm(FlaskForm):
         DataRequired(_l("Write what was found or done; the next person will read it.")),
         Length(max=500, message=_l("A note has at most 500 characters.")),
     ])
+# --- bill review, KPIs and the audit log -------------------------------------------------------
+
+KWH_PATTERN = r"\s*\d{1,10}(\.\d{1,2})?\s*\Z"  # Regexp matches from the start only
+_KWH_MESSAGE = _l("Enter a meter reading in kWh, e.g. 1234 or 1234.5 (at most two decimals).")
+
+
+def _optional_kwh(label: str) -> StringField:
+    return StringField(label, [Optional(), Regexp(KWH_PATTERN, message=_KWH_MESSAGE)])
+
+
+class BillApproveForm(FlaskForm):
+    note = StringField(_l("Why the bill is right as computed"), [
+        DataRequired(_l("Say why the bill can be issued as it is; it is kept in the audit "
+                        "log.")),
+        Length(max=255, message=_l("A reason has at most 255 characters.")),
+    ])
+
+
+class BillCorrectForm(FlaskForm):
+    meter_id = SelectField(_l("Meter"), coerce=int,
+                           validate_choice=True)
+    value_kwh = StringField(_l("Right reading (kWh, the register's total)"), [
+        DataRequired(_l("Enter the meter's right reading for the period.")),
+        Regexp(KWH_PATTERN, message=_KWH_MESSAGE),
+    ])
+    peak_kwh = _optional_kwh(_l("Peak register (kWh)"))
+    flat_kwh = _optional_kwh(_l("Flat register (kWh)"))
+    valley_kwh = _optional_kwh(_l("Valley register (kWh)"))
+    reason = StringField(_l("Why the reading was wrong"), [
+        DataRequired(_l("Say why the reading is corrected; it is kept in the audit log.")),
+        Length(max=255, message=_l("A reason has at most 255 characters.")),
+    ])
+
+    def registers(self) -> dict[str, Decimal | None]:
+        return {name: Decimal(field.data.strip()) if field.data and field.data.strip() else None
+                for name, field in (("peak", self.peak_kwh), ("flat", self.flat_kwh),
+                                    ("valley", self.valley_kwh))}
+
+    def decimal_value(self) -> Decimal:
+        return Decimal(self.value_kwh.data.strip())

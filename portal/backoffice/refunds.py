@@ -20,6 +20,7 @@ from payments.models import PaymentOrder, Refund
 from payments.states import REFUND_MACHINE, OrderStatus, RefundStatus
 from portal.backoffice.models import StaffMember
 from portal.backoffice.service import account_filter
+from portal.kernel import audit
 from portal.kernel.clock import Clock
 from portal.kernel.errors import Conflict, NotFound
 
@@ -106,9 +107,19 @@ def request(session: Session, clock: Clock, staff: StaffMember, order: PaymentOr
     it from ``get_scoped_order``). Flushes; the caller commits."""
     if order.status != OrderStatus.SUCCEEDED:
         raise OrderNotPaid(order.order_no)
-    return payments.request_refund(session, clock, order_no=order.order_no,
-                                   amount_fen=amount_fen, reason=reason.strip(),
-                                   requested_by=staff.id)
+    refund = payments.request_refund(session, clock, order_no=order.order_no,
+                                     amount_fen=amount_fen, reason=reason.strip(),
+                                     requested_by=staff.id)
+    _audit(session, clock, staff, refund, "refund.request", reason=reason.strip())
+    return refund
+
+
+def _audit(session: Session, clock: Clock, staff: StaffMember, refund: Refund, action: str,
+           **details: str) -> None:
+    """The decision's audit row, in the caller's transaction."""
+    audit.record(session, clock, action, "refund", refund.refund_no, staff_id=staff.id,
+                 account_id=refund.order.account_id, amount_fen=refund.amount_fen,
+                 details={"order_no": refund.order.order_no, **details})
 
 
 def approve(session: Session, clock: Clock, staff: StaffMember, refund: Refund,
@@ -120,6 +131,7 @@ def approve(session: Session, clock: Clock, staff: StaffMember, refund: Refund,
     if refund.order.channel not in enabled_channels:
         raise ChannelNotEnabled(refund.order.channel)
     payments.approve_refund(session, clock, refund, approved_by=staff.id)
+    _audit(session, clock, staff, refund, "refund.approve")
 
 
 def decline(session: Session, clock: Clock, staff: StaffMember, refund: Refund,
@@ -134,3 +146,4 @@ def decline(session: Session, clock: Clock, staff: StaffMember, refund: Refund,
                                updated_at=now):
         raise Conflict(f"refund {refund.refund_no} is no longer requested")
     session.refresh(refund)
+    _audit(session, clock, staff, refund, "refund.decline", reason=reason.strip())

@@ -43,6 +43,7 @@ from portal.backoffice.models import ROLE_PERMISSIONS, Permission, StaffMember, 
 from portal.bills import service as bills
 from portal.extensions import db, limiter
 from portal.i18n import message_for
+from portal.kernel import audit
 from portal.kernel.errors import DomainError
 from portal.ledger import service as ledger
 from portal.messages import review_reason_text
@@ -231,6 +232,18 @@ def account(account_id: int) -> ResponseReturnValue:
 
 # --- staff administration ---------------------------------------------------------------------
 
+def _staff_facts(member: StaffMember) -> dict[str, str]:
+    return {"display_name": member.display_name, "role": member.role.value,
+            "districts": ",".join(sorted(d.code for d in member.districts))}
+
+
+def _audit_staff(action: str, member: StaffMember, **details: str) -> None:
+    """An administrator's change to a member of staff, audited in the change's transaction."""
+    db.session.flush()
+    audit.record(db.session, context.clock(), action, "staff", member.id,
+                 staff_id=current_staff().id,
+                 details={"username": member.username, "role": member.role.value, **details})
+
 def _district_choices(form: StaffEditForm) -> None:
     form.districts.choices = [(d.id, f"{d.name} ({d.code})")
                               for d in service.all_districts(db.session)]
@@ -265,6 +278,7 @@ def staff_new() -> ResponseReturnValue:
             db.session.rollback()
             form.form_errors.append(message_for(exc))
         else:
+            _audit_staff("staff.create", member)
             db.session.commit()
             flash(_("%(name)s can now sign in as %(username)s and must choose a new password "
                     "first.", name=member.display_name, username=member.username), "success")
@@ -279,6 +293,7 @@ def staff_edit(staff_id: int) -> ResponseReturnValue:
     member = service.get_staff(db.session, staff_id)
     form = _edit_form(member, from_request=request.method == "POST")
     if form.validate_on_submit():
+        before = _staff_facts(member)
         try:
             service.update_staff(db.session, member, display_name=form.display_name.data,
                                  role=StaffRole(form.role.data),
@@ -287,6 +302,10 @@ def staff_edit(staff_id: int) -> ResponseReturnValue:
             db.session.rollback()
             form.form_errors.append(message_for(exc))
         else:
+            after = _staff_facts(member)
+            _audit_staff("staff.role_change" if after["role"] != before["role"] else "staff.edit",
+                         member, **{f"old_{k}": v for k, v in before.items() if after[k] != v},
+                         **{f"new_{k}": v for k, v in after.items() if before[k] != v})
             db.session.commit()
             flash(_("Saved."), "success")
             return redirect(url_for("backoffice.staff_list"))
@@ -307,6 +326,7 @@ def staff_reset_password(staff_id: int) -> ResponseReturnValue:
             db.session.rollback()
             form.password.errors.append(message_for(exc))
         else:
+            _audit_staff("staff.reset_password", member)
             db.session.commit()
             flash(_("The password is reset; %(username)s must choose a new one at next sign-in.",
                     username=member.username), "success")
@@ -330,6 +350,7 @@ def _confirmed_action(staff_id: int, action: str) -> ResponseReturnValue:
         db.session.rollback()
         flash(message_for(exc), "error")
         return redirect(url_for("backoffice.staff_edit", staff_id=staff_id))
+    _audit_staff(f"staff.{action}", member)
     db.session.commit()
     flash(message, "success")
     return redirect(url_for("backoffice.staff_list"))

@@ -53,6 +53,8 @@ class Bill(IdMixin, Base):
         sa.UniqueConstraint("account_id", "period", "version"),
         sa.CheckConstraint("total_fen >= 0", name="total_non_negative"),
         sa.CheckConstraint("version >= 1", name="version_positive"),
+        # KPIs: a period's issued bills, and the bills held for review (any period)
+        sa.Index("ix_bills_status_period", "status", "period"),
     )
 
     # no index of its own: the unique (account_id, period, version) index starts with it

@@ -36,6 +36,8 @@ class LedgerEntry(IdMixin, Base):
             name="sign_matches_kind",
         ),
         sa.Index("ix_ledger_entries_account_bill", "account_id", "bill_id"),
+        # KPIs (arrears): owed per bill read from the index alone (PostgreSQL)
+        sa.Index("ix_ledger_entries_bill_amount", "bill_id", postgresql_include=["amount_fen"]),
     )
 
     account_id: Mapped[int] = mapped_column(sa.ForeignKey("electricity_accounts.id"))

@@ -55,6 +55,7 @@ class Reading(IdMixin, Base):
     __tablename__ = "readings"
     __table_args__ = (
         sa.Index("ix_readings_meter_period", "meter_id", "period"),
+        sa.Index("ix_readings_period", "period"),  # KPIs: a period's readings
         sa.CheckConstraint("value_kwh >= 0", name="value_non_negative"),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pyotp
@@ -17,7 +18,7 @@ from payments.reconcile.models import Difference, DifferenceKind, DifferenceStat
 from portal.accounts.models import AccountLink, ElectricityAccount
 from portal.backoffice import service
 from portal.backoffice.models import StaffMember, StaffRole
-from portal.bills.models import Bill
+from portal.bills.models import Bill, BillStatus
 from portal.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET
 from portal.kernel.clock import FrozenClock
 from portal.plans.models import PaymentPlan, PlanBill
@@ -77,6 +78,27 @@ def requested_refund(session: Session, clock: FrozenClock, order: PaymentOrder,
     session.commit()
     session.refresh(refund)
     return refund
+
+
+def held_bill(session: Session, clock: FrozenClock, account_no: str) -> Bill:
+    """The account's bill held for review: the newest version in ``pending_review`` if there is
+    one (the demo holds 1100000001's newest month), else a new one of 2026-12 (0 kWh, held as
+    ``zero_usage``). Committed."""
+    account_id = session.scalar(sa.select(ElectricityAccount.id)
+                                .where(ElectricityAccount.account_no == account_no))
+    assert account_id is not None
+    bill = session.scalar(sa.select(Bill).where(Bill.account_id == account_id,
+                                                Bill.status == BillStatus.PENDING_REVIEW)
+                          .order_by(Bill.id.desc()).limit(1))
+    if bill is None:
+        bill = Bill(account_id=account_id, period="2026-12", version=1,
+                    period_start=date(2026, 12, 1), period_end=date(2026, 12, 31),
+                    kwh=Decimal(0), tariff_code="zhejiang-residential", total_fen=0,
+                    status=BillStatus.PENDING_REVIEW, review_reason="zero_usage",
+                    due_date=date(2027, 1, 25), created_at=clock.now())
+        session.add(bill)
+    session.commit()
+    return bill
 
 
 def requested_plan(session: Session, clock: FrozenClock, account_no: str,

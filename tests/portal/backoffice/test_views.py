@@ -22,6 +22,7 @@ from .staffing import (
     difference,
     dispute_with_file,
     flagged_reading,
+    held_bill,
     paid_order,
     requested_plan,
     requested_refund,
@@ -49,6 +50,12 @@ def _refund_of(app, clock, account_no: str, requested_by: str) -> tuple[int, int
     with app.app_context():
         order = paid_order(db.session, clock, account_no)
         return order.id, requested_refund(db.session, clock, order, requested_by).id
+
+
+def _held(app, clock, account_no: str) -> int:
+    """A bill of the account held for review (the demo holds 1100000001's newest one)."""
+    with app.app_context():
+        return held_bill(db.session, clock, account_no).id
 
 
 @pytest.fixture
@@ -114,6 +121,8 @@ def test_role_by_route_matrix(app, web, clock, demo, role, tmp_path) -> None:
         "order_id": order_id,
         "refund_id": refund_id,
         "reading_id": reading_id,
+        "bill_id": _held(app, clock, "1100000001"),
+        "figure": "collection",
         "dispute_id": dispute_id,
         "attachment_id": attachment_id,
         "plan_id": _plan_of(app, "1100000001"),
@@ -165,7 +174,9 @@ def test_other_districts_accounts_are_404_on_every_route_with_an_id(app, web, cl
               "attachment_id": (own_file, other_file),
               "reading_id": (own_reading, other_reading),
               "difference_id": (_difference_of(app, clock, "1100000001"),
-                                _difference_of(app, clock, "3300000001"))}
+                                _difference_of(app, clock, "3300000001")),
+              # after the plans: a held bill made here is the account's newest bill
+              "bill_id": (_held(app, clock, "1100000001"), _held(app, clock, "3300000001"))}
     checked = 0
     for rule, access in _staff_routes(app):
         args = set(rule.arguments)
@@ -184,6 +195,7 @@ def test_other_districts_accounts_are_404_on_every_route_with_an_id(app, web, cl
             assert "3300000001" not in response.get_data(as_text=True)
             checked += 1
     assert checked >= {"bj-auditor": 14, "bj-collector": 10, "bj-supervisor": 19}[username]
+    assert checked >= {"bj-auditor": 12, "bj-collector": 10, "bj-supervisor": 17}[username]
 
 
 def test_account_search_stays_in_the_district(web, clock, demo) -> None:
