@@ -31,39 +31,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import resource
+import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script, too
+
+from bench import scratch
 from billing_adapter.local import bill_run
 from portal.kernel.clock import FrozenClock
 
-PG_URL = os.environ.get("DIANFEI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PERIOD = "2026-11"
 MONTHS = 13  # 2025-11 .. 2026-11: a year of bills' worth of readings plus the first one
 NOW = datetime(2026, 12, 3, 2, 0, tzinfo=UTC)
-
-
-def _migrate(url: str) -> None:
-    from flask_migrate import upgrade
-
-    from portal.app import create_app
-    from portal.extensions import db
-    from portal.settings import Settings
-
-    app = create_app(Settings(env="test", database_url=url, secret_key="x" * 40,
-                              broker_url="memory://"))
-    with app.app_context():
-        upgrade()
-        db.engine.dispose()
+PG_URL, _migrate = scratch.PG_URL, scratch.migrate  # bench/kpi.py imports them
 
 
 def _build(conn: sa.Connection, accounts: int) -> None:
@@ -189,14 +178,7 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=bill_run.RunConfig().chunk_size)
     args = parser.parse_args()
 
-    schema = f"bench_bill_run_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-    engine = sa.create_engine(url)
-    try:
-        _migrate(url)
+    with scratch.scratch_schema("bench_bill_run") as (_, _, engine):
         began = time.perf_counter()
         with engine.begin() as conn:
             _build(conn, args.accounts)
@@ -238,11 +220,6 @@ def main() -> None:
         print(f"ratio_to_bills_only_copy={run_seconds / bills_only:.2f}")
         print(f"peak_rss_mb={peak_mb:.0f}")
         print(f"ratio_to_copy={run_seconds / copy_seconds:.2f}")
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

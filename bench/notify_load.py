@@ -2,11 +2,11 @@
 
     .venv/bin/python bench/notify_load.py [--requests 2000] [--clients 8] [--workers 2 --threads 4]
 
-Builds a private schema in the PostgreSQL database (DIANFEI_BENCH_PG_URL, default the test
-database), migrates it, adds one household per request with an issued bill and a pending WeChat
-order paying it, then serves ``wsgi:app`` under gunicorn on loopback (one server, one
-configuration, the Procfile's workers and threads) with WeChat Pay enabled against generated
-sandbox keys. It measures:
+Builds a private schema in the PostgreSQL database (DIANFEI_BENCH_PG_URL if set, else
+``bench.scratch.PG_URL``: DIANFEI_TEST_PG_URL, default the test database), migrates it, adds one
+household per request with an issued bill and a pending WeChat order paying it, then serves
+``wsgi:app`` under gunicorn on loopback (one server, one configuration, the Procfile's workers and
+threads) with WeChat Pay enabled against generated sandbox keys. It measures:
 
 * ``GET /healthz`` (hello world), then
 * ``POST /notify/wechat`` with valid, distinct, signed and encrypted TRANSACTION.SUCCESS
@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import date, timedelta
 from decimal import Decimal
@@ -44,6 +43,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import scratch  # noqa: E402
 from payments.channels.base import Scene  # noqa: E402
 from payments.models import PaymentOrder  # noqa: E402
 from payments.sandbox.wechat import WechatSandboxKeys, generate_keys, signed_notification  # noqa: E402
@@ -57,10 +57,7 @@ from portal.extensions import db  # noqa: E402
 from portal.kernel.clock import SystemClock  # noqa: E402
 from portal.settings import Settings  # noqa: E402
 
-PG_URL = os.environ.get(
-    "DIANFEI_BENCH_PG_URL",
-    os.environ.get("DIANFEI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
-)
+PG_URL = os.environ.get("DIANFEI_BENCH_PG_URL", scratch.PG_URL)
 SECRET = "bench-secret-key-that-is-long-enough-0123456789"
 
 
@@ -92,18 +89,15 @@ def environment(url: str, keys: WechatSandboxKeys, key_file: Path, port: int) ->
 
 
 def prepare(url: str, count: int) -> list[tuple[str, int]]:
-    """Migrate, then ``count`` households, each with one issued bill and a pending WeChat order
+    """``count`` households, each with one issued bill and a pending WeChat order
     paying it (the everyday case: one notification per household, no two on one account);
     (order_no, amount) each."""
-    from flask_migrate import upgrade
-
     settings = Settings(env="test", database_url=url, secret_key=SECRET,  # type: ignore[arg-type]
                         broker_url="memory://", ratelimit_storage_url="memory://")
     app = create_app(settings)
     clock = SystemClock()
     today = clock.now().date()
     with app.app_context():
-        upgrade()
         session = db.session
         district = District(code="bench", name="压测供电所")
         session.add(district)
@@ -265,6 +259,10 @@ def wait_ready(port: int, server: subprocess.Popen[bytes]) -> None:
     raise SystemExit("gunicorn did not answer /healthz within 60 s")
 
 
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="per endpoint")
@@ -274,55 +272,49 @@ def main() -> None:
     args = parser.parse_args()
     warmup = 50
 
-    schema = f"dianfei_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-    app_name = schema  # tags the server's connections for the CPU meter
-    server: subprocess.Popen[bytes] | None = None
-    try:
-        print(f"preparing {args.requests + warmup} orders in schema {schema} ...", file=sys.stderr)
-        orders = prepare(url, args.requests + warmup)
-        keys = generate_keys()
-        notifications: list[Request] = []
-        for order_no, amount in orders:
-            headers, body = signed_notification(keys, out_trade_no=order_no, amount_fen=amount)
-            notifications.append(("POST", "/notify/wechat", body, headers))
-        hello: list[Request] = [("GET", "/healthz", b"", {})] * args.requests
+    with scratch.scratch_schema("dianfei_bench", PG_URL) as (schema, url, engine):
+        app_name = schema  # tags the server's connections for the CPU meter
+        server: subprocess.Popen[bytes] | None = None
+        try:
+            print(f"preparing {args.requests + warmup} orders in schema {schema} ...",
+                  file=sys.stderr)
+            orders = prepare(url, args.requests + warmup)
+            keys = generate_keys()
+            notifications: list[Request] = []
+            for order_no, amount in orders:
+                headers, body = signed_notification(keys, out_trade_no=order_no, amount_fen=amount)
+                notifications.append(("POST", "/notify/wechat", body, headers))
+            hello: list[Request] = [("GET", "/healthz", b"", {})] * args.requests
 
-        port = free_port()
-        with tempfile.TemporaryDirectory() as tmp:
-            key_file = Path(tmp) / "merchant.pem"
-            key_file.write_text(keys.merchant_private_key_pem)
-            server = subprocess.Popen(
-                [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}",
-                 "--workers", str(args.workers), "--threads", str(args.threads),
-                 "--log-level", "warning", "wsgi:app"],
-                cwd=ROOT, env={**os.environ, **environment(
-                    f"{url}&application_name={app_name}", keys, key_file, port)},
-            )
-            wait_ready(port, server)
-            print(f"gunicorn: {args.workers} workers x {args.threads} threads; "
-                  f"{args.clients} clients; PostgreSQL", file=sys.stderr)
-            run(port, hello[:warmup], args.clients)
-            run(port, notifications[:warmup], args.clients)
-            meter = CpuMeter(server, admin, app_name)
-            print(f"load average before: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
-            hello_rps = measure("hello", port, hello, args.clients, meter)
-            notify_rps = measure("notify_wechat", port, notifications[warmup:], args.clients,
-                                 meter)
-            print(f"load average after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
-        done = credited(url, [no for no, _ in orders])
-        print(f"credited={done}/{len(orders)} orders")
-        print(f"ratio_to_hello={notify_rps / hello_rps:.3f}")
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+            port = free_port()
+            with tempfile.TemporaryDirectory() as tmp:
+                key_file = Path(tmp) / "merchant.pem"
+                key_file.write_text(keys.merchant_private_key_pem)
+                server = subprocess.Popen(
+                    [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}",
+                     "--workers", str(args.workers), "--threads", str(args.threads),
+                     "--log-level", "warning", "wsgi:app"],
+                    cwd=ROOT, env={**os.environ, **environment(
+                        f"{url}&application_name={app_name}", keys, key_file, port)},
+                )
+                wait_ready(port, server)
+                print(f"gunicorn: {args.workers} workers x {args.threads} threads; "
+                      f"{args.clients} clients; PostgreSQL", file=sys.stderr)
+                run(port, hello[:warmup], args.clients)
+                run(port, notifications[:warmup], args.clients)
+                meter = CpuMeter(server, engine, app_name)
+                print(f"load average before: {load_average()}")
+                hello_rps = measure("hello", port, hello, args.clients, meter)
+                notify_rps = measure("notify_wechat", port, notifications[warmup:], args.clients,
+                                     meter)
+                print(f"load average after: {load_average()}")
+            done = credited(url, [no for no, _ in orders])
+            print(f"credited={done}/{len(orders)} orders")
+            print(f"ratio_to_hello={notify_rps / hello_rps:.3f}")
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
 
 
 if __name__ == "__main__":

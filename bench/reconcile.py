@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import resource
+import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -40,11 +39,13 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script, too
+
+from bench.scratch import scratch_schema
 from payments.reconcile import service
 from portal.kernel.clock import FrozenClock
 from portal.kernel.money import fen_to_yuan_str
 
-PG_URL = os.environ.get("DIANFEI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 DAY = date(2026, 12, 2)
 ZONE = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 12, 3, 2, 30, tzinfo=UTC)
@@ -52,20 +53,6 @@ COLUMNS = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微�
            "交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,"
            "充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,"
            "费率备注")
-
-
-def _migrate(url: str) -> None:
-    from flask_migrate import upgrade
-
-    from portal.app import create_app
-    from portal.extensions import db
-    from portal.settings import Settings
-
-    app = create_app(Settings(env="test", database_url=url, secret_key="x" * 40,
-                              broker_url="memory://"))
-    with app.app_context():
-        upgrade()
-        db.engine.dispose()
 
 
 def order_no(i: int) -> str:
@@ -151,47 +138,35 @@ def main() -> None:
     args = parser.parse_args()
     n, k = args.lines, max(1, args.lines // 1000)
 
-    schema = f"bench_reconcile_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-    engine = sa.create_engine(url)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            _migrate(url)
-            began = time.perf_counter()
-            with engine.begin() as conn:
-                _build(conn, n, k)
-            bill = Path(tmp) / "bill.csv.gz"
-            _write_bill(bill, n, k)
-            built = time.perf_counter() - began
-            print(f"lines={n} orders={n} seeded_per_kind={k} "
-                  f"bill_mb={bill.stat().st_size / 1e6:.1f} build_seconds={built:.1f}")
+    with (scratch_schema("bench_reconcile") as (_, _, engine),
+          tempfile.TemporaryDirectory() as tmp):
+        began = time.perf_counter()
+        with engine.begin() as conn:
+            _build(conn, n, k)
+        bill = Path(tmp) / "bill.csv.gz"
+        _write_bill(bill, n, k)
+        built = time.perf_counter() - began
+        print(f"lines={n} orders={n} seeded_per_kind={k} "
+              f"bill_mb={bill.stat().st_size / 1e6:.1f} build_seconds={built:.1f}")
 
-            began = time.perf_counter()
-            with Session(engine) as session:
-                result = service.run_day(session, FrozenClock(NOW), "wechat", DAY, bill,
-                                         directory=Path(tmp) / "kept", zone=ZONE)
-            seconds = time.perf_counter() - began
-            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            found = dict(sorted(result.found.items()))
-            print(f"reconcile_seconds={seconds:.2f} lines_per_second={n / seconds:.0f}")
-            print("differences_found: " + " ".join(f"{kind}={c}" for kind, c in found.items()))
-            expected = {"amount_mismatch": k, "channel_only": k, "local_only": k,
-                        "status_mismatch": k}
-            print(f"every_seeded_difference_found_and_nothing_else={found == expected}")
+        began = time.perf_counter()
+        with Session(engine) as session:
+            result = service.run_day(session, FrozenClock(NOW), "wechat", DAY, bill,
+                                     directory=Path(tmp) / "kept", zone=ZONE)
+        seconds = time.perf_counter() - began
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        found = dict(sorted(result.found.items()))
+        print(f"reconcile_seconds={seconds:.2f} lines_per_second={n / seconds:.0f}")
+        print("differences_found: " + " ".join(f"{kind}={c}" for kind, c in found.items()))
+        expected = {"amount_mismatch": k, "channel_only": k, "local_only": k,
+                    "status_mismatch": k}
+        print(f"every_seeded_difference_found_and_nothing_else={found == expected}")
 
-            baseline_seconds, joined = _baseline(engine, bill)
-            print(f"baseline_seconds={baseline_seconds:.2f} (COPY of the same rows + one full "
-                  f"outer join; {joined} rows differ)")
-            print(f"peak_rss_mb={peak_mb:.0f}")
-            print(f"ratio_to_baseline={seconds / baseline_seconds:.2f}")
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        baseline_seconds, joined = _baseline(engine, bill)
+        print(f"baseline_seconds={baseline_seconds:.2f} (COPY of the same rows + one full "
+              f"outer join; {joined} rows differ)")
+        print(f"peak_rss_mb={peak_mb:.0f}")
+        print(f"ratio_to_baseline={seconds / baseline_seconds:.2f}")
 
 
 if __name__ == "__main__":

@@ -30,39 +30,28 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
-import uuid
 from datetime import UTC, date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script, too
+
+from bench.scratch import scratch_schema
 from notifications import policy
 from notifications.config import ReminderPolicy
 from portal.bills import late_fees
 from portal.kernel.clock import FrozenClock
 
-PG_URL = os.environ.get("DIANFEI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ZONE = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2027, 1, 2, 10, 0, tzinfo=ZONE).astimezone(UTC)
 TODAY = date(2027, 1, 2)
 DUE = date(2026, 12, 25)
 ISSUED = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
-
-
-def _migrate(url: str) -> None:
-    from flask_migrate import upgrade
-
-    from portal.app import create_app
-    from portal.extensions import db
-    from portal.settings import Settings
-
-    app = create_app(Settings(env="test", database_url=url, secret_key="x" * 40,
-                              broker_url="memory://"))
-    with app.app_context():
-        upgrade()
-        db.engine.dispose()
 
 
 def _build(conn: sa.Connection, accounts: int) -> None:
@@ -147,14 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--accounts", type=int, default=10_000)
     args = parser.parse_args()
-    schema = f"bench_reminders_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-    engine = sa.create_engine(url)
-    try:
-        _migrate(url)
+    with scratch_schema("bench_reminders") as (_, _, engine):
         began = time.perf_counter()
         with engine.begin() as conn:
             _build(conn, args.accounts)
@@ -196,11 +178,6 @@ def main() -> None:
               f"by INSERT ... SELECT)")
         print(f"load_average_1min={load:.2f} cpus={os.cpu_count()}")
         print(f"ratio_to_sql={run_seconds / sql_seconds:.2f}")
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 if __name__ == "__main__":
