@@ -22,5 +22,5 @@ __all__ = ["AccountLink", "AuditEntry", "Bill", "BillLine", "BillingPosting", "B
            "DisputeAttachment", "DisputeEvent", "District", "ElectricityAccount", "LedgerEntry",
            "Meter", "NotificationPreference", "OutboxMessage", "PaymentEvent", "PaymentOrder",
            "PaymentOrderBill", "PaymentPlan", "PlanBill", "PlanInstallment", "PlanOrder", "Reading",
-           "Refund", "StaffMember", "StaffMessage", "Statement", "StatementLine", "SubscribeConsent",
-           "TariffVersionRow"]
+           "Refund", "StaffMember", "StaffMessage", "Statement", "StatementLine",
+           "SubscribeConsent", "TariffVersionRow"]
