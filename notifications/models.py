@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -53,3 +54,18 @@ class DeliveryAttempt(IdMixin, Base):
     provider_ref: Mapped[str | None] = mapped_column(sa.String(128))
     error: Mapped[str | None] = mapped_column(sa.String(500))
     at: Mapped[datetime]
+
+
+class StaffMessage(IdMixin, Base):
+    """A ``notify_staff`` message as the staff member's back-office inbox keeps it: written
+    with its outbox row (``notifications.staff.notify_staff``), rendered when shown."""
+
+    __tablename__ = "staff_messages"
+    __table_args__ = (sa.Index("ix_staff_messages_staff_id_id", "staff_id", "id"),)
+
+    staff_id: Mapped[int] = mapped_column(_STAFF_ID, sa.ForeignKey("staff_members.id"))
+    event: Mapped[str] = mapped_column(sa.String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    dedup_key: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    created_at: Mapped[datetime]
+    read_at: Mapped[datetime | None]

@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     from portal.backoffice import (  # noqa: F401  (their routes are on backoffice_bp)
         audit_views,
         dispute_views,
+        inbox_views,
         kpi_views,
         plan_views,
         reading_views,

@@ -3,7 +3,7 @@
 from billing_adapter.local.models import TariffVersionRow
 from billing_adapter.local.postings import BillingPosting, BillingReversal
 from notifications.consents import SubscribeConsent
-from notifications.models import DeliveryAttempt, NotificationPreference
+from notifications.models import DeliveryAttempt, NotificationPreference, StaffMessage
 from payments.models import PaymentEvent, PaymentOrder, PaymentOrderBill, Refund
 from payments.reconcile.models import Difference, DifferenceNote, Statement, StatementLine
 from portal.accounts.models import AccountLink, Customer, District, ElectricityAccount, Meter
@@ -22,5 +22,5 @@ __all__ = ["AccountLink", "AuditEntry", "Bill", "BillLine", "BillingPosting", "B
            "DisputeAttachment", "DisputeEvent", "District", "ElectricityAccount", "LedgerEntry",
            "Meter", "NotificationPreference", "OutboxMessage", "PaymentEvent", "PaymentOrder",
            "PaymentOrderBill", "PaymentPlan", "PlanBill", "PlanInstallment", "PlanOrder", "Reading",
-           "Refund", "StaffMember", "Statement", "StatementLine", "SubscribeConsent",
-           "TariffVersionRow"]
+           "Refund", "StaffMember", "StaffMessage", "Statement", "StatementLine",
+           "SubscribeConsent", "TariffVersionRow"]

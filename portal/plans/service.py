@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from dateutil.relativedelta import relativedelta
 from sqlalchemy.orm import Session
 
+from notifications import staff as staff_messages
 from payments import service as payments
 from payments.channels.base import Scene
 from payments.models import PaymentOrder
@@ -534,10 +535,10 @@ def sweep(session: Session, clock: Clock, policy: PlanPolicy, zone: tzinfo) -> S
         _tell_customer(session, clock, plan, "plan_defaulted")
         collector = plan.proposed_by_id or plan.approved_by_id
         if collector is not None:
-            outbox.enqueue(session, clock, "notify_staff", {
-                "staff_id": collector, "event": "plan_defaulted",
-                "params": {"plan_id": plan.id, "account_no": _account_no(session, plan),
-                           "total_yuan": format_yuan(plan.total_fen)}},
+            staff_messages.notify_staff(
+                session, clock, collector, "plan_defaulted",
+                {"plan_id": plan.id, "account_no": _account_no(session, plan),
+                 "total_yuan": format_yuan(plan.total_fen)},
                 dedup_key=f"notify_staff:plan_defaulted:plan:{plan.id}")
         audit.record(session, clock, "plan.default", "payment_plan", plan.id,
                      account_id=plan.account_id, amount_fen=plan.total_fen,

@@ -209,3 +209,21 @@ def difference(session: Session, clock: FrozenClock, account_no: str | None,
     session.add(diff)
     session.commit()
     return diff
+
+
+def staff_message(session: Session, clock: FrozenClock, username: str, plan_id: int = 1) -> int:
+    """A ``plan_defaulted`` message in the inbox of staff member ``username``: its id.
+    Committed."""
+    from notifications import staff as staff_messages
+    from notifications.models import StaffMessage
+
+    staff_id = session.scalar(sa.select(StaffMember.id).where(StaffMember.username == username))
+    assert staff_id is not None
+    key = f"notify_staff:plan_defaulted:test:{username}:{plan_id}"
+    staff_messages.notify_staff(session, clock, staff_id, "plan_defaulted",
+                                {"plan_id": plan_id, "account_no": "1100000001",
+                                 "total_yuan": "12.34"}, dedup_key=key)
+    session.commit()
+    message_id = session.scalar(sa.select(StaffMessage.id).where(StaffMessage.dedup_key == key))
+    assert message_id is not None
+    return message_id

@@ -27,6 +27,7 @@ from .staffing import (
     requested_plan,
     requested_refund,
     staff_login,
+    staff_message,
     totp_code,
 )
 
@@ -74,6 +75,11 @@ def _plan_of(app, account_no: str) -> int:
     with app.app_context():
         return requested_plan(db.session, context.clock(), account_no,
                               context.settings().plan_attachment_dir).id
+
+
+def _message_of(app, clock, username: str) -> int:
+    with app.app_context():
+        return staff_message(db.session, clock, username)
 
 
 def _difference_of(app, clock, account_no: str) -> int:
@@ -127,6 +133,7 @@ def test_role_by_route_matrix(app, web, clock, demo, role, tmp_path) -> None:
         "attachment_id": attachment_id,
         "plan_id": _plan_of(app, "1100000001"),
         "difference_id": _difference_of(app, clock, "1100000001"),
+        "message_id": _message_of(app, clock, ROLE_USER[role]),  # their own
     }
     # POSTs last, and the one that deactivates someone at the very end
     calls = sorted(((method, rule, access) for rule, access in _staff_routes(app)
@@ -175,6 +182,9 @@ def test_other_districts_accounts_are_404_on_every_route_with_an_id(app, web, cl
               "reading_id": (own_reading, other_reading),
               "difference_id": (_difference_of(app, clock, "1100000001"),
                                 _difference_of(app, clock, "3300000001")),
+              # a staff member's messages are theirs alone, whatever the district
+              "message_id": (_message_of(app, clock, username),
+                             _message_of(app, clock, "bj-reader")),
               # after the plans: a held bill made here is the account's newest bill
               "bill_id": (_held(app, clock, "1100000001"), _held(app, clock, "3300000001"))}
     checked = 0

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
+from notifications import staff as staff_messages
 from payments import service as payments
 from payments.channels.base import Scene, Trade, TradeState
 from portal.accounts.models import AccountLink, CustomerClass
@@ -344,6 +345,8 @@ def test_a_missed_installment_defaults_after_the_grace_period(session, clock):
     held = holds.held_by_bill()
     assert session.execute(sa.select(held.c.bill_id)).all() == []  # back on the normal ladder
     assert service.sweep(session, clock, POLICY, ZONE).defaulted == 0  # twice changes nothing
+    inbox = staff_messages.inbox(session, collector.id)  # the back office shows it, once
+    assert [(m.event, m.params["plan_id"]) for m in inbox] == [("plan_defaulted", plan.id)]
     assert session.scalar(sa.select(sa.func.count()).select_from(AuditEntry)
                           .where(AuditEntry.action == "plan.default")) == 1
 
