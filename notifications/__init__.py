@@ -1,4 +1,5 @@
 """WeChat subscribe messages, SMS and email behind one ``Notifier`` interface, fed by the outbox.
 
-Arrives with the jobs issue; never imports flask, payments or billing_adapter.
+Fed by the outbox (topic ``notify``, see contract.md); never imports flask, payments or
+billing_adapter (receipts, which read the payments, live in ``portal.receipts``).
 """

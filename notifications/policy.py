@@ -21,8 +21,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from notifications.config import BILL_ISSUED, ReminderPolicy
-from payments.models import PaymentOrder, Refund
-from payments.states import OrderStatus, RefundStatus
 from portal.bills.holds import held_by_bill
 from portal.bills.models import Bill, BillStatus
 from portal.kernel import audit
@@ -140,37 +138,3 @@ def insert_outbox(session: Session, dialect: str, now: datetime, available: date
     # psycopg reports no rowcount for INSERT ... SELECT with parameters: count what it returns
     written = stmt.returning(table.c.id).cte("written")
     return int(session.scalar(sa.select(sa.func.count()).select_from(written)) or 0)
-
-
-def sweep_receipts(session: Session, clock: Clock, lookback: timedelta) -> int:
-    """Queue ``payment_succeeded`` and ``refund_succeeded`` for the orders and refunds that
-    succeeded within ``lookback`` (one INSERT ... SELECT each, keys
-    ``notify:payment_succeeded:order:<order_no>`` / ``notify:refund_succeeded:refund:<no>``).
-
-    Derived from the payment tables instead of written on the payment notification path, which
-    is kept to its minimum: a receipt waits at most one beat interval. The payer is told (or every
-    customer linked to the account when the order has no customer); params are filled in at
-    delivery from the order or refund."""
-    now = clock.now()
-    since = now - lookback
-    dialect = session.get_bind().dialect.name
-    event = sa.literal("payment_succeeded")
-    written = insert_outbox(
-        session, dialect, now, now,
-        json_object(dialect, customer_id=PaymentOrder.customer_id,
-                    account_id=PaymentOrder.account_id, event=event,
-                    order_id=PaymentOrder.id, params=json_object(dialect)),
-        sa.literal("notify:payment_succeeded:order:") + PaymentOrder.order_no,
-        sa.and_(PaymentOrder.status == OrderStatus.SUCCEEDED, PaymentOrder.paid_at >= since))
-    refunds = (sa.select(Refund.id, Refund.refund_no, PaymentOrder.customer_id,
-                         PaymentOrder.account_id)
-               .join(PaymentOrder, PaymentOrder.id == Refund.order_id)
-               .where(Refund.status == RefundStatus.SUCCEEDED, Refund.finished_at >= since)
-               .subquery("refunded"))
-    written += insert_outbox(
-        session, dialect, now, now,
-        json_object(dialect, customer_id=refunds.c.customer_id, account_id=refunds.c.account_id,
-                    event=sa.literal("refund_succeeded"), refund_id=refunds.c.id,
-                    params=json_object(dialect)),
-        sa.literal("notify:refund_succeeded:refund:") + refunds.c.refund_no, sa.true())
-    return written

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta, tzinfo
 from typing import Any
 
@@ -31,7 +31,6 @@ from notifications.config import FINAL_NOTICE, NotificationSettings, ReminderPol
 from notifications.models import DeliveryAttempt, NotificationPreference, Outcome
 from notifications.policy import owed_beyond_holds
 from notifications.render import render
-from payments.models import PaymentOrder, Refund
 from portal.accounts.models import AccountLink, Customer, ElectricityAccount
 from portal.backoffice.models import StaffMember
 from portal.bills.models import Bill, BillStatus
@@ -58,10 +57,12 @@ class Notifications:
 
     def __init__(self, session: Session, clock: Clock, settings: NotificationSettings,
                  policy: ReminderPolicy, zone: tzinfo, default_locale: str,
-                 notifiers: Mapping[str, Notifier]) -> None:
+                 notifiers: Mapping[str, Notifier],
+                 receipt_params: Callable[[Session, dict[str, Any]], dict[str, Any]]) -> None:
         self.session, self.clock, self.settings = session, clock, settings
         self.policy, self.zone, self.default_locale = policy, zone, default_locale
-        self.notifiers = notifiers
+        # a receipt's params from its order or refund: the portal's, which knows the payments
+        self.notifiers, self.receipt_params = notifiers, receipt_params
 
     # --- step 1 --------------------------------------------------------------------------------
     def fan_out(self, payload: dict[str, Any]) -> int:
@@ -78,7 +79,7 @@ class Notifications:
                 return 0
             params = {**filled, **params}
         elif payload.get("order_id") is not None or payload.get("refund_id") is not None:
-            params = {**self._receipt_params(payload), **params}
+            params = {**self.receipt_params(self.session, payload), **params}
         if payload.get("customer_id") is not None:
             customers = [int(payload["customer_id"])]
         else:
@@ -146,23 +147,6 @@ class Notifications:
             params["disconnect_after"] = (
                 today + timedelta(days=self.policy.final_notice_warning_days)).isoformat()
         return params
-
-    def _receipt_params(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """A receipt's params from its order (``order_id``) or refund (``refund_id``)."""
-        if payload.get("refund_id") is not None:
-            query = (sa.select(ElectricityAccount.account_no, Refund.amount_fen,
-                               PaymentOrder.order_no)
-                     .join(PaymentOrder, PaymentOrder.account_id == ElectricityAccount.id)
-                     .join(Refund, Refund.order_id == PaymentOrder.id)
-                     .where(Refund.id == payload["refund_id"]))
-        else:
-            query = (sa.select(ElectricityAccount.account_no, PaymentOrder.amount_fen,
-                               PaymentOrder.order_no)
-                     .join(PaymentOrder, PaymentOrder.account_id == ElectricityAccount.id)
-                     .where(PaymentOrder.id == payload["order_id"]))
-        account_no, amount_fen, order_no = self.session.execute(query).one()
-        return {"account_no": account_no, "amount_yuan": format_yuan(amount_fen),
-                "order_no": order_no}
 
     # --- step 2 --------------------------------------------------------------------------------
     def deliver(self, payload: dict[str, Any]) -> None:

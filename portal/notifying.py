@@ -17,7 +17,7 @@ from notifications.channels.sms import SmsNotifier
 from notifications.channels.wechat_subscribe import WechatSubscribeNotifier
 from notifications.config import NotificationSettings
 from notifications.service import CHANNELS, DELIVER_TOPIC, STAFF_TOPIC, TOPIC, Notifications
-from portal import context
+from portal import context, receipts
 from portal.bills import late_fees
 from portal.extensions import db
 from portal.kernel.clock import local_today
@@ -49,7 +49,7 @@ def service(app: Flask | None = None) -> Notifications:
     if notifiers is None:
         notifiers = app.extensions[NOTIFIERS_KEY] = build_notifiers(settings.notifications)
     return Notifications(db.session, context.clock(), settings.notifications, settings.reminders,
-                         settings.zone, settings.default_locale, notifiers)
+                         settings.zone, settings.default_locale, notifiers, receipts.receipt_params)
 
 
 def _fan_out(payload: dict[str, Any]) -> None:
@@ -73,8 +73,8 @@ def sweep_reminders() -> int:
 
 def sweep_receipts() -> int:
     settings = context.settings()
-    written = policy.sweep_receipts(db.session, context.clock(),
-                                    timedelta(hours=settings.reminders.receipt_lookback_hours))
+    written = receipts.sweep_receipts(db.session, context.clock(),
+                                      timedelta(hours=settings.reminders.receipt_lookback_hours))
     db.session.commit()
     return written
 

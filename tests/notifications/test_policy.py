@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from notifications import policy
 from notifications.config import ReminderPolicy
+from portal import receipts
 from portal.bills import holds
 from portal.bills.models import Bill
 from portal.kernel.outbox import OutboxMessage, OutboxStatus
@@ -183,8 +184,8 @@ def test_receipts_are_derived_from_recent_successes_once(app, session, clock, ho
                        approved_by_id=staff[1].id, requested_at=clock.now(),
                        finished_at=clock.now(), updated_at=clock.now()))
     session.commit()
-    assert policy.sweep_receipts(session, clock, timedelta(hours=24)) == 2
-    assert policy.sweep_receipts(session, clock, timedelta(hours=24)) == 0
+    assert receipts.sweep_receipts(session, clock, timedelta(hours=24)) == 2
+    assert receipts.sweep_receipts(session, clock, timedelta(hours=24)) == 0
     session.commit()
     dispatch(app, session, clock)
     bodies = [m.body for m in notifiers["sms"].sent]
