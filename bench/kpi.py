@@ -10,7 +10,9 @@ In a scratch schema of ``DIANFEI_TEST_PG_URL`` (default the test database), drop
 Accounts are spread over 10 districts. Per account and period 2026-06 .. 2026-11: one bill (1 in
 200 held for review), its charge, and a payment of it for all but the newest two periods (1 in 20
 accounts pay nothing: arrears in every bucket); 1 in 10 of the period's readings are self-read.
-Prints build seconds, then ``<figure>_seconds`` per query.
+Prints build seconds, then ``<figure>_seconds`` per query (computed live), then the seconds of
+the snapshot refresh (every figure of 2026-09, every district: the Celery task) and of the
+dashboard's read of that snapshot (``dashboard_<all|one_district>_seconds``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import argparse
 import sys
 import time
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -31,9 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script,
 from bench.bill_run import PG_URL, _build, _migrate
 from portal.accounts.models import District
 from portal.backoffice import kpi
+from portal.kernel.clock import FrozenClock
 
 PERIODS = ["2026-06", "2026-07", "2026-08", "2026-09", "2026-10", "2026-11"]
 TODAY = date(2026, 12, 3)
+NOW = datetime(2026, 12, 3, 2, tzinfo=UTC)  # 10:00 in Shanghai, on TODAY
 DISTRICTS = 10
 
 
@@ -143,6 +147,17 @@ def main() -> None:
                     rows = query(scope)
                     print(f"{name}_{label}_seconds={time.perf_counter() - began:.2f} "
                           f"districts={len(rows)}")
+            # the snapshot: what the refresh task does every 15 minutes, then what the
+            # dashboard reads (both pages and CSV files)
+            began = time.perf_counter()
+            stored = kpi.refresh(session, FrozenClock(NOW), zone, "2026-09")
+            session.commit()
+            print(f"refresh_seconds={time.perf_counter() - began:.2f} rows={stored}")
+            for label, scope in (("all", everything), ("one_district", one)):
+                began = time.perf_counter()
+                board = kpi.board(session, scope, "2026-09", TODAY, zone)
+                assert board.computed_at is not None, "the snapshot was not used"
+                print(f"dashboard_{label}_seconds={time.perf_counter() - began:.3f}")
     finally:
         engine.dispose()
         if args.keep:

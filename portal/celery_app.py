@@ -39,6 +39,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
                         "schedule": crontab(minute=5)},
     "sweep-receipts": {"task": "portal.tasks.sweep_receipts",
                        "schedule": timedelta(minutes=1)},
+    # the KPI dashboard reads this snapshot ("as of HH:MM")
+    "refresh-kpis": {"task": "portal.tasks.refresh_kpis", "schedule": timedelta(minutes=15)},
 }
 
 

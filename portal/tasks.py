@@ -110,3 +110,14 @@ def sweep_receipts() -> int:
     from portal import notifying
 
     return notifying.sweep_receipts()
+
+
+@shared_task(name="portal.tasks.refresh_kpis")
+def refresh_kpis() -> int:
+    """Recompute the KPI dashboard's snapshot of last month (``portal.backoffice.kpi``)."""
+    from portal.backoffice import kpi
+
+    settings = context.settings()
+    rows = kpi.refresh(db.session, context.clock(), settings.zone)
+    db.session.commit()
+    return rows

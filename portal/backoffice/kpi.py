@@ -20,6 +20,13 @@ the districts a member of staff may see. The definitions (also in the README):
   are not counted) in the month whose local resolution day is on or before their SLA due date,
   out of all resolved in the month; and disputes still open today past their due date.
 * **Payment plans**: plans active now (count and total), and plans defaulted in month P.
+
+At a million accounts the collection and arrears queries take seconds (they read every ledger row
+of the bills concerned), so the dashboard reads **snapshots**: ``refresh`` (the Celery beat task
+``refresh_kpis``, every 15 minutes) computes every figure of last month for every district with
+the same queries and stores one ``kpi_snapshots`` row per figure and district. ``board`` returns
+the snapshot when it covers the period, today and every district in scope, else computes live
+(another period, a new district, before the first refresh).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -40,11 +47,12 @@ from sqlalchemy.orm import Session, aliased
 from payments.models import PaymentOrder
 from payments.states import OrderStatus
 from portal.accounts.models import District, ElectricityAccount, Meter
-from portal.backoffice.models import StaffMember
+from portal.backoffice.models import KpiSnapshot, StaffMember
 from portal.backoffice.service import visible_district_ids
 from portal.bills.models import Bill, BillStatus
 from portal.disputes.models import OPEN_STATUSES as DISPUTE_OPEN
 from portal.disputes.models import Dispute, DisputeStatus
+from portal.kernel.clock import Clock, local_today
 from portal.kernel.errors import NotFound
 from portal.kernel.money import fen_to_yuan_str as yuan
 from portal.ledger.models import EntryKind, LedgerEntry
@@ -314,6 +322,7 @@ class Dashboard:
     payments: dict[int, Payments]
     disputes: dict[int, DisputeSla]
     plans: dict[int, Plans]
+    computed_at: datetime | None = None  # when the snapshot was taken; None: computed live
 
     @property
     def channels(self) -> list[str]:
@@ -358,11 +367,66 @@ class Dashboard:
 
 def dashboard(session: Session, scope: Scope, period: str, today: date,
               zone: ZoneInfo) -> Dashboard:
+    """Every figure, computed live."""
     return Dashboard(scope, period, today, collection(session, scope, period, today),
                      arrears(session, scope, today), readings(session, scope, period),
                      held(session, scope), payments(session, scope, period, zone),
                      dispute_sla(session, scope, period, today, zone),
                      plans(session, scope, period, zone))
+
+
+# --- snapshots ------------------------------------------------------------------------------------
+
+KINDS: dict[str, type[Any]] = {"collection": Collection, "arrears": Arrears,
+                               "readings": Readings, "held": Held, "payments": Payments,
+                               "disputes": DisputeSla, "plans": Plans}
+
+
+def last_month(today: date) -> str:
+    year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
+def refresh(session: Session, clock: Clock, zone: ZoneInfo, period: str | None = None) -> int:
+    """Compute every figure of ``period`` (default: last month) as of today for every district
+    and replace the period's snapshot rows (in the caller's transaction). Returns the rows."""
+    today = local_today(clock, zone)
+    period = period or last_month(today)
+    everything = Scope(list(session.scalars(sa.select(District).order_by(District.id))))
+    board = dashboard(session, everything, period, today, zone)
+    now = clock.now()
+    session.execute(sa.delete(KpiSnapshot).where(KpiSnapshot.period == period))
+    rows = [KpiSnapshot(period=period, figure=figure, district_id=d.id, as_of=today,
+                        values=asdict(getattr(board, figure).get(d.id, kind())),
+                        computed_at=now)
+            for figure, kind in KINDS.items() for d in everything.districts]
+    session.add_all(rows)
+    session.flush()
+    return len(rows)
+
+
+def snapshot(session: Session, scope: Scope, period: str, today: date) -> Dashboard | None:
+    """The figures from the snapshot of ``period`` taken today, when it has every figure of
+    every district in scope; else None."""
+    rows = list(session.scalars(sa.select(KpiSnapshot).where(
+        KpiSnapshot.period == period, KpiSnapshot.as_of == today,
+        KpiSnapshot.district_id.in_(scope.ids))))
+    if not rows or len(rows) != len(KINDS) * len(scope.ids):
+        return None
+    figures: dict[str, dict[int, Any]] = {figure: {} for figure in KINDS}
+    for row in rows:
+        kind = KINDS[row.figure]
+        if row.values != asdict(kind()):  # as live: a district without any rows is left out
+            figures[row.figure][row.district_id] = kind(**row.values)
+    return Dashboard(scope, period, today, **figures,
+                     computed_at=min(row.computed_at for row in rows))
+
+
+def board(session: Session, scope: Scope, period: str, today: date,
+          zone: ZoneInfo) -> Dashboard:
+    """What the dashboard and its CSV files show: today's snapshot, else computed live."""
+    return snapshot(session, scope, period, today) or dashboard(session, scope, period, today,
+                                                                zone)
 
 
 def _pct(value: Decimal | None) -> str:

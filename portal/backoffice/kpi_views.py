@@ -8,7 +8,6 @@ month).
 from __future__ import annotations
 
 import re
-from datetime import date
 from typing import Any
 
 from flask import Response, render_template, request
@@ -27,19 +26,14 @@ from portal.kernel.money import fen_to_yuan_str
 PERIOD = re.compile(r"20\d{2}-(0[1-9]|1[0-2])")
 
 
-def _last_month(today: date) -> str:
-    year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
-    return f"{year:04d}-{month:02d}"
-
-
 def _board() -> kpi.Dashboard:
     today = context.today()
-    period = request.args.get("period", "") or _last_month(today)
+    period = request.args.get("period", "") or kpi.last_month(today)
     if not PERIOD.fullmatch(period):
-        period = _last_month(today)
+        period = kpi.last_month(today)
     district = request.args.get("district", "")[:32] or None
     scope = kpi.scope(db.session, current_staff(), district)
-    return kpi.dashboard(db.session, scope, period, today, context.settings().zone)
+    return kpi.board(db.session, scope, period, today, context.settings().zone)
 
 
 def _chart_data(board: kpi.Dashboard) -> dict[str, Any]:
@@ -66,7 +60,8 @@ def kpis() -> ResponseReturnValue:
     rows = [(d.name, d.id) for d in board.scope.districts] + [(_("All"), None)]
     return render_template("backoffice/kpis.html", board=board, buckets=kpi.BUCKETS, rows=rows,
                            figures=kpi.FIGURES, chart=_chart_data(board),
-                           district=request.args.get("district", ""))
+                           district=request.args.get("district", ""),
+                           local_zone=context.settings().zone)
 
 
 @bp.get("/kpis/<figure>.csv")

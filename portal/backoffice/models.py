@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -109,3 +110,19 @@ class StaffMember(IdMixin, Base):
     @property
     def sees_all_districts(self) -> bool:
         return self.role in ALL_DISTRICT_ROLES
+
+
+class KpiSnapshot(IdMixin, Base):
+    """One KPI figure of one district for one period, as computed by the refresh task
+    (``portal.backoffice.kpi.refresh``): the dashboard reads these instead of scanning the
+    ledger. The newest only: a refresh replaces the period's rows."""
+
+    __tablename__ = "kpi_snapshots"
+    __table_args__ = (sa.UniqueConstraint("period", "figure", "district_id"),)
+
+    period: Mapped[str] = mapped_column(sa.String(7))
+    figure: Mapped[str] = mapped_column(sa.String(16))
+    district_id: Mapped[int] = mapped_column(sa.ForeignKey("districts.id"))
+    as_of: Mapped[date]                     # the local day the figures are as of
+    values: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    computed_at: Mapped[datetime]

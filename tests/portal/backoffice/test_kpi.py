@@ -204,16 +204,29 @@ def data(app, clock):
         return {"da": da.id, "db": dbb.id}
 
 
-def _board(app, ids):
+@pytest.fixture(params=["live", "snapshot"])
+def source(request) -> str:
+    """The known answers hold computed live and read from the refresh task's snapshot."""
+    return request.param
+
+
+def _board(app, ids, source: str = "live"):
     from portal import context
     with app.app_context():
         districts = list(db.session.scalars(sa.select(District).order_by(District.code)))
         scope = kpi.Scope(districts)
-        return kpi.dashboard(db.session, scope, PERIOD, TODAY, context.settings().zone)
+        zone = context.settings().zone
+        if source == "live":
+            return kpi.dashboard(db.session, scope, PERIOD, TODAY, zone)
+        kpi.refresh(db.session, context.clock(), zone, PERIOD)
+        db.session.commit()
+        board = kpi.snapshot(db.session, scope, PERIOD, TODAY)
+        assert board is not None and board.computed_at is not None
+        return board
 
 
-def test_collection_rate(app, data) -> None:
-    board = _board(app, data)
+def test_collection_rate(app, data, source) -> None:
+    board = _board(app, data, source)
     a, b = board.collection[data["da"]], board.collection[data["db"]]
     # A: 10000 + 6000 (the newest version) billed; 10000 + (2000 + 500 - 300) collected, the
     # payment dated after today not yet
@@ -225,8 +238,8 @@ def test_collection_rate(app, data) -> None:
                                                                    Decimal("50.8"))
 
 
-def test_arrears_by_age(app, data) -> None:
-    board = _board(app, data)
+def test_arrears_by_age(app, data, source) -> None:
+    board = _board(app, data, source)
     a, b = board.arrears[data["da"]], board.arrears[data["db"]]
     # a2's v2 owes 1000 + 5000 - 2000 - 500 + 300 - 100 = 3700 (a later-dated payment is paid)
     assert a.owed_fen == {"0-30": 3700 + 100, "31-90": 200, "91-180": 0, ">180": 2000}
@@ -235,8 +248,8 @@ def test_arrears_by_age(app, data) -> None:
     assert board.total_arrears().owed_fen["0-30"] == 11800
 
 
-def test_reading_rates_held_bills_and_payments_by_channel(app, data) -> None:
-    board = _board(app, data)
+def test_reading_rates_held_bills_and_payments_by_channel(app, data, source) -> None:
+    board = _board(app, data, source)
     a, b = board.readings[data["da"]], board.readings[data["db"]]
     assert (a.total, a.self_read, a.flagged) == (4, 3, 2)
     assert (a.self_rate, a.flagged_rate) == (Decimal("75.0"), Decimal("50.0"))
@@ -292,8 +305,8 @@ def test_dates_are_in_the_utilitys_zone(app, data) -> None:
     assert end - start == timedelta(days=31)
 
 
-def test_dispute_sla_compliance_and_plans(app, data) -> None:
-    board = _board(app, data)
+def test_dispute_sla_compliance_and_plans(app, data, source) -> None:
+    board = _board(app, data, source)
     a, b = board.disputes[data["da"]], board.disputes[data["db"]]
     assert (a.resolved, a.on_time, a.rate, a.open_overdue) == (2, 1, Decimal("50.0"), 1)
     assert (b.resolved, b.on_time, b.rate, b.open_overdue) == (1, 1, Decimal("100.0"), 0)
@@ -312,3 +325,52 @@ def test_dispute_and_plan_csv_files(app, web, clock, data) -> None:
     assert plans.splitlines()[1:] == ["db,2026-10,0,0.00,0", "all,2026-10,0,0.00,0"]
     page = text_of(web.get(f"/staff/kpis?period={PERIOD}&lang=en"))
     assert "Dispute SLA compliance" in page and "Payment plans" in page
+
+
+def test_the_dashboard_reads_the_snapshot_and_says_as_of_when(app, web, clock, data) -> None:
+    from portal import context, tasks
+    with app.app_context():
+        assert tasks.refresh_kpis() == 2 * len(kpi.FIGURES)  # last month (2026-11) of today
+        kpi.refresh(db.session, context.clock(), context.settings().zone, PERIOD)
+        # a payment after the snapshot: shown at the next refresh
+        bill = db.session.scalar(sa.select(Bill).where(Bill.period == PERIOD,
+                                                       Bill.total_fen == 8000))
+        db.session.add(LedgerEntry(account_id=bill.account_id, bill_id=bill.id,
+                                   kind=EntryKind.PAYMENT, amount_fen=-8000, ref="t:late",
+                                   effective_on=TODAY, created_at=clock.now()))
+        db.session.commit()
+        periods = set(db.session.scalars(sa.select(kpi.KpiSnapshot.period)))
+        assert periods == {"2026-11", PERIOD}
+    staff_login(web, clock, "a-super")
+    page = text_of(web.get(f"/staff/kpis?period={PERIOD}&lang=en"))
+    assert "As of 10:00" in page  # 02:00 UTC in Shanghai
+    assert "A区" in page and "B区" not in page and "76.3%" in page
+    csv_text = web.get(f"/staff/kpis/collection.csv?period={PERIOD}").get_data(as_text=True)
+    assert csv_text.splitlines()[1:] == ["da,2026-10,2,160.00,122.00,76.3",
+                                         "all,2026-10,2,160.00,122.00,76.3"]
+    web.submit("/staff/logout", {}, page="/staff")
+    staff_login(web, clock, "b-super")
+    csv_text = web.get(f"/staff/kpis/collection.csv?period={PERIOD}").get_data(as_text=True)
+    assert csv_text.splitlines()[1] == "db,2026-10,1,80.00,0.00,0.0"  # the snapshot's 0
+    # another period, or tomorrow before the first refresh: computed live
+    assert "Computed just now" in text_of(web.get("/staff/kpis?period=2026-09&lang=en"))
+    web.submit("/staff/logout", {}, page="/staff")
+    clock.advance(timedelta(days=1))
+    staff_login(web, clock, "b-super")
+    csv_text = web.get(f"/staff/kpis/collection.csv?period={PERIOD}").get_data(as_text=True)
+    assert csv_text.splitlines()[1] == "db,2026-10,1,80.00,80.00,100.0"
+
+
+def test_a_district_the_snapshot_lacks_is_computed_live(app, clock, data) -> None:
+    from portal import context
+    with app.app_context():
+        kpi.refresh(db.session, clock, context.settings().zone, PERIOD)
+        dc = District(code="dc", name="C区")
+        db.session.add(dc)
+        db.session.commit()
+        everything = kpi.Scope(list(db.session.scalars(sa.select(District))))
+        assert kpi.snapshot(db.session, everything, PERIOD, TODAY) is None
+        only_a = kpi.Scope([db.session.get(District, data["da"])])
+        assert kpi.snapshot(db.session, only_a, PERIOD, TODAY) is not None
+        board = kpi.board(db.session, everything, PERIOD, TODAY, context.settings().zone)
+        assert board.computed_at is None and board.total_collection().billed_fen == 24000
