@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -30,7 +29,8 @@ from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script, too
 
-from bench.bill_run import PG_URL, _build, _migrate
+from bench.bill_run import _build
+from bench.scratch import own_tables, scratch_schema
 from portal.accounts.models import District
 from portal.backoffice import kpi
 from portal.kernel.clock import FrozenClock
@@ -113,20 +113,16 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the schema (to EXPLAIN)")
     args = parser.parse_args()
 
-    schema = f"bench_kpi_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-    engine = sa.create_engine(url)
-    try:
-        _migrate(url)
+    with scratch_schema("bench_kpi", keep=args.keep) as (schema, _, engine):
+        if args.keep:
+            print(f"schema={schema}")
         began = time.perf_counter()
         with engine.begin() as conn:
             _build(conn, args.accounts)
             _bills(conn, args.accounts)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text("VACUUM ANALYZE"))  # as autovacuum would: index-only scans
+            # as autovacuum would: index-only scans
+            conn.execute(sa.text("VACUUM ANALYZE " + own_tables(conn)))
         print(f"accounts={args.accounts} build_seconds={time.perf_counter() - began:.1f}")
         zone = ZoneInfo("Asia/Shanghai")
         with Session(engine) as session:
@@ -158,14 +154,6 @@ def main() -> None:
                 board = kpi.board(session, scope, "2026-09", TODAY, zone)
                 assert board.computed_at is not None, "the snapshot was not used"
                 print(f"dashboard_{label}_seconds={time.perf_counter() - began:.3f}")
-    finally:
-        engine.dispose()
-        if args.keep:
-            print(f"schema={schema}")
-        else:
-            with admin.begin() as conn:
-                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

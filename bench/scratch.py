@@ -62,3 +62,11 @@ def scratch_schema(prefix: str, base_url: str = PG_URL, *, keep: bool = False
             with admin.begin() as conn:
                 conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def own_tables(conn: sa.Connection) -> str:
+    """The scratch schema's tables as a list for ``ANALYZE``/``VACUUM``: a database-wide one
+    would wait behind, and then block, every other session's locks on a shared server."""
+    tables = conn.scalars(sa.text(
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"))
+    return ", ".join(f'"{table}"' for table in tables)
