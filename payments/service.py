@@ -256,9 +256,7 @@ def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
         if moved is not None:
             _credit(session, clock, moved, paid_at, zone)
             return Outcome.APPLIED
-    order = session.scalars(
-        sa.select(PaymentOrder).where(PaymentOrder.order_no == trade.order_no)
-        .with_for_update().execution_options(populate_existing=True)).first()
+    order = order_by_no(session, trade.order_no, lock=True)
     if order is None or order.channel != channel_name:
         log.warning("%s %s: no %s order %s", channel_name, source, channel_name, trade.order_no)
         return Outcome.UNKNOWN_ORDER
