@@ -9,6 +9,7 @@ import enum
 import functools
 import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, cast
 
@@ -102,32 +103,70 @@ def use_real_sqlite_transactions(engine: sa.Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+@dataclass(frozen=True)
+class NewRows:
+    """Rows to INSERT into ``model``'s table unless their ``unique`` columns match a row:
+    column name -> value, the same columns in each (a scalar ``default=`` fills a column left
+    out). Built by the code that owns the table; written by ``insert_new_together``."""
+
+    model: type[Base]
+    rows: Sequence[Mapping[str, Any]]
+    unique: Sequence[str]
+
+
 def insert_new(session: Session, model: type[Base], rows: Sequence[Mapping[str, Any]], *,
                unique: Sequence[str]) -> list[int]:
-    """INSERT ``rows`` (column name -> value, the same columns in each; a scalar ``default=``
-    fills a column left out) in one statement, skipping each row whose ``unique`` columns match
-    an existing row (``ON CONFLICT (...) DO NOTHING``, PostgreSQL and SQLite); the ids of the
-    rows written. A concurrent insert of the same key waits for the other transaction and is
-    skipped if it commits. Core, not ORM, on the session's connection (in its transaction):
-    it runs on hot paths (every payment notification) where the ORM's bookkeeping for an
-    INSERT costs more than the INSERT.
+    """INSERT ``rows`` into one table skipping those whose ``unique`` columns match an existing
+    row (see ``insert_new_together``); the ids of the rows written."""
+    return insert_new_together(session, [NewRows(model, rows, unique)])[0]
+
+
+def insert_new_together(session: Session, parts: Sequence[NewRows]) -> list[list[int]]:
+    """INSERT each part's rows (``ON CONFLICT (unique) DO NOTHING``), on the session's
+    connection and in its transaction; for each part, the ids of the rows written.
+
+    A concurrent insert of the same key waits for the other transaction and is skipped if it
+    commits. Core, not ORM: it runs on hot paths (every payment notification) where the ORM's
+    bookkeeping for an INSERT costs more than the INSERT. On PostgreSQL several parts go in ONE
+    statement (one data-modifying CTE per table), so a notification's ledger entries, outbox
+    message and raw event cost one round trip instead of three; SQLite, which has no
+    data-modifying CTEs, takes one statement per part. Each table at most once.
     """
-    if not rows:
-        return []
-    table = cast(sa.Table, model.__table__)
-    names = tuple(rows[0])
-    defaults = _scalar_defaults(table, names)
+    if len({part.model for part in parts}) != len(parts):
+        raise ValueError("insert_new_together: each table at most once")
+    written: list[list[int]] = [[] for _ in parts]
+    shapes: list[tuple[int, _Shape]] = []  # (part number, shape) of the parts with rows
     params: dict[str, Any] = {}
-    for n, row in enumerate(rows):
-        if len(row) != len(names) or any(name not in row for name in names):
-            raise ValueError("insert_new: every row must have the same columns")
-        params.update({f"{name}_{n}": row[name] for name in names})
-        params.update({f"{name}_{n}": value for name, value in defaults})
+    for k, part in enumerate(parts):
+        if not part.rows:
+            continue
+        table = cast(sa.Table, part.model.__table__)
+        names = tuple(part.rows[0])
+        defaults = _scalar_defaults(table, names)
+        for n, row in enumerate(part.rows):
+            if len(row) != len(names) or any(name not in row for name in names):
+                raise ValueError("insert_new: every row must have the same columns")
+            params.update({f"p{k}_{name}_{n}": row[name] for name in names})
+            params.update({f"p{k}_{name}_{n}": value for name, value in defaults})
+        shapes.append((k, (table, names + tuple(name for name, _value in defaults),
+                           tuple(part.unique), len(part.rows))))
+    if not shapes:
+        return written
     connection = session.connection()
-    stmt = _insert_new_statement(connection.dialect.identifier_preparer, table,
-                                 names + tuple(name for name, _value in defaults),
-                                 tuple(unique), len(rows))
-    return list(connection.execute(stmt, params).scalars())
+    preparer = connection.dialect.identifier_preparer
+    if connection.dialect.name == "postgresql" and len(shapes) > 1:
+        for k, id_ in connection.execute(_insert_together_statement(preparer, tuple(shapes)),
+                                         params):
+            written[k].append(id_)
+        return written
+    for k, shape in shapes:
+        written[k] = list(connection.execute(
+            _insert_new_statement(preparer, k, shape), params).scalars())
+    return written
+
+
+# (table, columns, unique columns, row count) of one part
+_Shape = tuple[sa.Table, tuple[str, ...], tuple[str, ...], int]
 
 
 @functools.lru_cache(maxsize=256)
@@ -145,23 +184,45 @@ def _scalar_defaults(table: sa.Table, names: tuple[str, ...]) -> tuple[tuple[str
     return tuple(defaults)
 
 
-@functools.lru_cache(maxsize=256)
-def _insert_new_statement(preparer: IdentifierPreparer, table: sa.Table, names: tuple[str, ...],
-                          unique: tuple[str, ...], count: int) -> sa.TextualSelect:
-    """The INSERT for ``insert_new`` as a typed textual statement, built once per shape.
-
-    ``postgresql.insert(...).on_conflict_do_nothing()`` (and SQLite's) have no cache key in
-    SQLAlchemy 2.0, so every execution compiled them again (~0.5 ms each, three per payment
-    notification); a ``text()`` with typed bind parameters is compiled once and cached, and both
-    databases take this same SQL.
-    """
+def _insert_sql(preparer: IdentifierPreparer, k: int, shape: _Shape) -> str:
+    """``INSERT ... VALUES (:p<k>_<column>_<n>, ...) ON CONFLICT (...) DO NOTHING RETURNING id``:
+    identifiers from the table metadata, quoted by the dialect; every value a bind parameter."""
+    table, names, unique, count = shape
     columns = ", ".join(preparer.format_column(table.c[name]) for name in names)
     values = ", ".join(
-        "(" + ", ".join(f":{name}_{n}" for name in names) + ")" for n in range(count))
+        "(" + ", ".join(f":p{k}_{name}_{n}" for name in names) + ")" for n in range(count))
     conflict = ", ".join(preparer.format_column(table.c[name]) for name in unique)
-    # identifiers from the table metadata, quoted by the dialect; every value is a bind parameter
-    sql = (f"INSERT INTO {preparer.format_table(table)} ({columns}) VALUES {values} "  # noqa: S608
-           f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {preparer.format_column(table.c.id)}")
-    binds = [sa.bindparam(f"{name}_{n}", type_=table.c[name].type)
-             for n in range(count) for name in names]
-    return sa.text(sql).bindparams(*binds).columns(table.c.id)
+    return (f"INSERT INTO {preparer.format_table(table)} ({columns}) VALUES {values} "  # noqa: S608
+            f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {preparer.format_column(table.c.id)}")
+
+
+def _binds(k: int, shape: _Shape) -> list[sa.BindParameter[Any]]:
+    table, names, _unique, count = shape
+    return [sa.bindparam(f"p{k}_{name}_{n}", type_=table.c[name].type)
+            for n in range(count) for name in names]
+
+
+# ``postgresql.insert(...).on_conflict_do_nothing()`` (and SQLite's) have no cache key in
+# SQLAlchemy 2.0, so every execution compiled them again (~0.5 ms each, several per payment
+# notification); a ``text()`` with typed bind parameters is compiled once and cached, and both
+# databases take the same single-table SQL.
+
+@functools.lru_cache(maxsize=256)
+def _insert_new_statement(preparer: IdentifierPreparer, k: int,
+                          shape: _Shape) -> sa.TextualSelect:
+    """One part's INSERT as a typed textual statement, built once per shape."""
+    return (sa.text(_insert_sql(preparer, k, shape)).bindparams(*_binds(k, shape))
+            .columns(shape[0].c.id))
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_together_statement(preparer: IdentifierPreparer,
+                               shapes: tuple[tuple[int, _Shape], ...]) -> sa.TextualSelect:
+    """PostgreSQL: every part's INSERT as a data-modifying CTE, one statement returning
+    (part, id) rows; each CTE runs exactly once whether or not its rows are read."""
+    ctes = ", ".join(f"i{k} AS ({_insert_sql(preparer, k, shape)})" for k, shape in shapes)
+    union = " UNION ALL ".join(f"SELECT {k} AS part, id FROM i{k}"  # noqa: S608  (numbers)
+                               for k, _shape in shapes)
+    return (sa.text(f"WITH {ctes} {union}")
+            .bindparams(*(b for k, shape in shapes for b in _binds(k, shape)))
+            .columns(sa.column("part", sa.Integer), sa.column("id", sa.BigInteger)))

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from portal.kernel.clock import Clock
-from portal.kernel.db import Base, IdMixin, insert_new, str_enum
+from portal.kernel.db import Base, IdMixin, NewRows, insert_new_together, str_enum
 
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = timedelta(seconds=30)
@@ -60,13 +60,19 @@ class OutboxMessage(IdMixin, Base):
 def enqueue(session: Session, clock: Clock, topic: str, payload: dict[str, Any],
             dedup_key: str, not_before: datetime | None = None) -> bool:
     """Write one message in the caller's transaction; False if its dedup_key already exists."""
+    return bool(insert_new_together(session, [message(clock, topic, payload, dedup_key,
+                                                      not_before)])[0])
+
+
+def message(clock: Clock, topic: str, payload: dict[str, Any], dedup_key: str,
+            not_before: datetime | None = None) -> NewRows:
+    """The row ``enqueue`` writes, for a caller that writes it together with others."""
     now = clock.now()
-    values = {
+    return NewRows(OutboxMessage, [{
         "topic": topic, "payload": payload, "dedup_key": dedup_key,
         "status": OutboxStatus.PENDING, "attempts": 0, "created_at": now,
         "available_at": not_before or now,
-    }
-    return bool(insert_new(session, OutboxMessage, [values], unique=["dedup_key"]))
+    }], unique=["dedup_key"])
 
 
 def backoff(attempts: int) -> timedelta:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from portal.accounts.models import District, ElectricityAccount
 from portal.bills.models import Bill, BillStatus
 from portal.kernel.clock import Clock, local_today
-from portal.kernel.db import insert_new
+from portal.kernel.db import NewRows, insert_new_together
 from portal.ledger.models import EntryKind, LedgerEntry
 
 
@@ -43,15 +43,20 @@ def post(session: Session, clock: Clock, *, account_id: int, kind: EntryKind, am
 def post_many(session: Session, clock: Clock, entries: Sequence[Entry]) -> int:
     """Append entries in one INSERT; how many were written (an entry whose ``ref`` exists
     already is skipped)."""
+    return len(insert_new_together(session, [new_entries(clock, entries)])[0])
+
+
+def new_entries(clock: Clock, entries: Sequence[Entry]) -> NewRows:
+    """The rows ``post_many`` writes, for a caller that writes them together with others."""
     for entry in entries:
         if not isinstance(entry.amount_fen, int) or isinstance(entry.amount_fen, bool):
             raise TypeError("amount_fen must be int")
     now = clock.now()
-    return len(insert_new(session, LedgerEntry, [
+    return NewRows(LedgerEntry, [
         {"account_id": e.account_id, "bill_id": e.bill_id, "kind": e.kind,
          "amount_fen": e.amount_fen, "ref": e.ref, "memo": e.memo,
          "effective_on": e.effective_on, "created_at": now} for e in entries
-    ], unique=["ref"]))
+    ], unique=["ref"])
 
 
 def owed_by_account(session: Session, account_ids: Iterable[int]) -> dict[int, int]:

@@ -4,8 +4,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from portal.kernel.db import insert_new
+from portal.kernel.db import NewRows, insert_new, insert_new_together
 from portal.kernel.outbox import OutboxMessage, OutboxStatus
+from portal.ledger.models import EntryKind, LedgerEntry
+from tests import factories
 
 
 def _message(key: str, now: datetime, **extra: object) -> dict[str, object]:
@@ -47,3 +49,39 @@ class _Stamped(_OtherBase):
 def test_insert_new_refuses_to_leave_out_a_computed_default(session) -> None:
     with pytest.raises(ValueError, match=r"stamped\.stamp"):
         insert_new(session, _Stamped, [{"id": 1}], unique=["id"])
+
+
+def _entry(ref: str, amount: int, now: datetime) -> dict[str, object]:
+    return {"account_id": None, "bill_id": None, "kind": EntryKind.PAYMENT, "amount_fen": amount,
+            "ref": ref, "effective_on": now.date(), "memo": "", "created_at": now}
+
+
+def test_insert_new_together_answers_each_part_its_own_new_ids(session, clock) -> None:
+    now = clock.now()
+    account_id = factories.account(session, clock).id
+    [[seen]] = insert_new_together(session, [NewRows(OutboxMessage, [_message("a", now)],
+                                                     ["dedup_key"])])
+    entries = [{**_entry(f"r{n}", -100 * n, now), "account_id": account_id} for n in (1, 2)]
+    messages, none, ledger_ids = insert_new_together(session, [
+        NewRows(OutboxMessage, [_message("a", now), _message("b", now)], ["dedup_key"]),
+        NewRows(_Stamped, [], ["id"]),  # no rows: no statement (its table does not even exist)
+        NewRows(LedgerEntry, entries, ["ref"]),
+    ])
+    session.commit()
+    assert none == [] and len(messages) == 1 and seen not in messages and len(ledger_ids) == 2
+    assert session.scalar(sa.select(OutboxMessage.dedup_key).where(
+        OutboxMessage.id == messages[0])) == "b"
+    assert sorted(session.scalars(sa.select(LedgerEntry.amount_fen).where(
+        LedgerEntry.id.in_(ledger_ids)))) == [-200, -100]
+    # the same rows again: nothing new in any part
+    assert insert_new_together(session, [
+        NewRows(OutboxMessage, [_message("b", now)], ["dedup_key"]),
+        NewRows(LedgerEntry, entries, ["ref"])]) == [[], []]
+
+
+def test_insert_new_together_refuses_a_table_twice(session, clock) -> None:
+    now = clock.now()
+    with pytest.raises(ValueError, match="at most once"):
+        insert_new_together(session, [NewRows(OutboxMessage, [_message("a", now)], ["dedup_key"]),
+                                      NewRows(OutboxMessage, [_message("b", now)], ["dedup_key"])])
+    assert session.scalar(sa.select(sa.func.count(OutboxMessage.id))) == 0
