@@ -40,7 +40,7 @@ from portal.accounts.models import ElectricityAccount
 from portal.bills.models import Bill
 from portal.kernel import outbox
 from portal.kernel.clock import Clock, local_today
-from portal.kernel.db import insert_new
+from portal.kernel.db import NewRows, insert_new_together
 from portal.kernel.errors import Conflict, DomainError, NotFound
 from portal.ledger import service as ledger
 from portal.ledger.models import EntryKind, LedgerEntry
@@ -192,13 +192,20 @@ def record_event(session: Session, clock: Clock, channel_name: str,
     """Store the verified event as received with what applying it did; False (nothing written)
     when this event id was recorded before (a concurrent copy waits here until the first one
     commits)."""
+    return bool(insert_new_together(
+        session, [event_row(clock, channel_name, notification, outcome)])[0])
+
+
+def event_row(clock: Clock, channel_name: str, notification: Notification,
+              outcome: Outcome) -> NewRows:
+    """The row ``record_event`` writes, unique on (channel, event id)."""
     trade = notification.trade
-    return bool(insert_new(session, PaymentEvent, [{
+    return NewRows(PaymentEvent, [{
         "channel": channel_name, "event_id": notification.event_id[:128],
         "event_type": notification.event_type[:64],
         "order_no": trade.order_no[:64] if trade else None,
         "payload": dict(notification.raw), "outcome": outcome.value, "received_at": clock.now(),
-    }], unique=["channel", "event_id"]))
+    }], unique=["channel", "event_id"])
 
 
 def _param(column: sa.ColumnElement[Any]) -> sa.BindParameter[Any]:
@@ -206,9 +213,10 @@ def _param(column: sa.ColumnElement[Any]) -> sa.BindParameter[Any]:
     return sa.bindparam(f"b_{column.key}", type_=column.type)
 
 
-# The everyday notification's two statements, built once on the tables (see
+# The everyday notification's statements, built once on the tables (see
 # StateMachine.matching): the guarded UPDATE ... RETURNING moving a matching open order to
-# succeeded, and the bills it covers, oldest first, with what each owes now.
+# succeeded, and the bills it covers, oldest first, with what each owes now (one statement on
+# PostgreSQL: _SUCCEED_COVERED).
 _orders = sa.inspect(PaymentOrder).local_table
 _accounts = sa.inspect(ElectricityAccount).local_table
 _SUCCEED = ORDER_MACHINE.matching(
@@ -227,21 +235,58 @@ _SUCCEED = ORDER_MACHINE.matching(
 _order_bills = sa.inspect(PaymentOrderBill).local_table
 _bills = sa.inspect(Bill).local_table
 _entries = sa.inspect(LedgerEntry).local_table
-_COVERED = (
-    sa.select(_order_bills.c.bill_id, _bills.c.period,
-              sa.func.coalesce(sa.func.sum(_entries.c.amount_fen), 0))
-    .join(_bills, _bills.c.id == _order_bills.c.bill_id)
-    .outerjoin(_entries, _entries.c.bill_id == _order_bills.c.bill_id)
-    .where(_order_bills.c.order_id == sa.bindparam("order_id"))
-    .group_by(_order_bills.c.bill_id, _bills.c.period, _order_bills.c.seq)
-    .order_by(_order_bills.c.seq))
+
+
+def _covered(order_id: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    """The bills an order covers, oldest first, with what each owes now."""
+    return (
+        sa.select(_order_bills.c.bill_id, _bills.c.period,
+                  sa.func.coalesce(sa.func.sum(_entries.c.amount_fen), 0).label("owed"),
+                  _order_bills.c.seq)
+        .join(_bills, _bills.c.id == _order_bills.c.bill_id)
+        .outerjoin(_entries, _entries.c.bill_id == _order_bills.c.bill_id)
+        .where(_order_bills.c.order_id == order_id)
+        .group_by(_order_bills.c.bill_id, _bills.c.period, _order_bills.c.seq)
+        .order_by(_order_bills.c.seq))
+
+
+_COVERED = _covered(sa.bindparam("order_id"))
+# PostgreSQL: the move and the bills in one round trip: the UPDATE as a data-modifying CTE,
+# each bill it covers a row (a top-up's order: one row without a bill); no row, no move.
+_moved = _SUCCEED.cte("moved")
+_moved_bills = _covered(_moved.c.id).lateral("covered")
+_SUCCEED_COVERED = (
+    sa.select(_moved, _moved_bills.c.bill_id, _moved_bills.c.period, _moved_bills.c.owed)
+    .select_from(_moved.outerjoin(_moved_bills, sa.true()))
+    .order_by(_moved_bills.c.seq))
+
+
+def _succeed(session: Session, params: dict[str, Any]) -> tuple[sa.Row[Any] | None,
+                                                              list[tuple[int, str, int]]]:
+    """Run ``_SUCCEED``: the moved order's row (None when nothing matched) and the bills it
+    covers, oldest first, as (bill id, period, owed now). One statement on PostgreSQL; two on
+    SQLite, which has no data-modifying CTEs."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        rows = connection.execute(_SUCCEED_COVERED, params).all()
+        return (rows[0] if rows else None,
+                [(r.bill_id, r.period, int(r.owed)) for r in rows if r.bill_id is not None])
+    moved = connection.execute(_SUCCEED, params).first()
+    if moved is None:
+        return None, []
+    return moved, [(r.bill_id, r.period, int(r.owed))
+                   for r in connection.execute(_COVERED, {"order_id": moved.id})]
 
 
 def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
-                source: str, zone: tzinfo = DEFAULT_ZONE) -> Outcome:
+                source: str, zone: tzinfo = DEFAULT_ZONE,
+                later: list[NewRows] | None = None) -> Outcome:
     """Apply one verified statement about an order, once. Does not commit.
 
     ``source`` says where the trade came from ("notify", "query", "return") for the log.
+    With ``later``, the rows a success adds (ledger entries, the billing message) are appended
+    to it for the caller to write with its own rows in one statement; otherwise they are
+    written here.
 
     A success for an open order of this channel with the same amount and currency (the
     everyday case) is one guarded UPDATE; anything else locks the order row and decides.
@@ -249,12 +294,16 @@ def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
     now = clock.now()
     if trade.state in (TradeState.SUCCEEDED, TradeState.REFUNDED):
         paid_at = trade.paid_at or now
-        moved = ORDER_MACHINE.move_matching(session, _SUCCEED, {
+        moved, covered = _succeed(session, {
             "b_order_no": trade.order_no, "b_channel": channel_name,
             "b_amount_fen": trade.amount_fen, "b_currency": trade.currency, "b_paid_at": paid_at,
             "b_channel_trade_no": trade.channel_trade_no, "b_updated_at": now})
         if moved is not None:
-            _credit(session, clock, moved, paid_at, zone)
+            rows = _credit(clock, session, moved, covered, paid_at, zone)
+            if later is None:
+                insert_new_together(session, rows)
+            else:
+                later.extend(rows)
             return Outcome.APPLIED
     order = order_by_no(session, trade.order_no, lock=True)
     if order is None or order.channel != channel_name:
@@ -288,18 +337,20 @@ def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
     return Outcome.APPLIED
 
 
-def _credit(session: Session, clock: Clock, order: sa.Row[Any], paid_at: datetime,
-            zone: tzinfo) -> None:
+def _credit(clock: Clock, session: Session, order: sa.Row[Any],
+            covered: list[tuple[int, str, int]], paid_at: datetime,
+            zone: tzinfo) -> list[NewRows]:
     """Credit a succeeded order (``id, order_no, account_id, amount_fen, channel, account_no``):
-    its bills oldest first (up to what each still owes), the rest to the prepaid balance, which
-    then pays other owed bills; tell billing."""
+    the bills it covers oldest first (up to what each still owes), the rest to the prepaid
+    balance, which then pays other owed bills; tell billing. Returns the rows still to write:
+    the ledger entries (unless the prepaid balance had to be written first) and the billing
+    message."""
     day = paid_at.astimezone(zone).date()
-    covered = session.connection().execute(_COVERED, {"order_id": order.id}).all()
     memo = f"{order.channel} {order.order_no}"
     entries = []
     remaining = order.amount_fen
     for bill_id, _period, owed in covered:
-        amount = min(int(owed), remaining)
+        amount = min(owed, remaining)
         if amount <= 0:
             continue
         entries.append(ledger.Entry(account_id=order.account_id, bill_id=bill_id,
@@ -307,33 +358,38 @@ def _credit(session: Session, clock: Clock, order: sa.Row[Any], paid_at: datetim
                                     ref=f"pay:{order.order_no}:bill:{bill_id}",
                                     effective_on=day, memo=memo))
         remaining -= amount
-    if remaining > 0:  # only new credit can pay other bills: skip the allocation otherwise
-        entries.append(ledger.Entry(account_id=order.account_id, kind=EntryKind.PAYMENT,
-                                    amount_fen=-remaining, ref=f"pay:{order.order_no}:prepaid",
-                                    effective_on=day, memo=memo))
-    ledger.post_many(session, clock, entries)
-    if remaining > 0:
-        ledger.apply_prepaid(session, clock, order.account_id, local_today(clock, zone))
-    outbox.enqueue(session, clock, POST_PAYMENT_TOPIC, {
+    rows = [outbox.message(clock, POST_PAYMENT_TOPIC, {
         "order_no": order.order_no, "account_no": order.account_no,
         "amount_fen": order.amount_fen, "paid_at": paid_at.isoformat(), "channel": order.channel,
         "bill_periods": [period for _bill_id, period, _owed in covered],
-    }, dedup_key=f"post:{order.order_no}")
+    }, dedup_key=f"post:{order.order_no}")]
+    if remaining <= 0:  # the everyday case: the order pays what its bills owe
+        return [ledger.new_entries(clock, entries), *rows]
+    # Only new credit can pay other bills: the balance is written, then allocated.
+    entries.append(ledger.Entry(account_id=order.account_id, kind=EntryKind.PAYMENT,
+                                amount_fen=-remaining, ref=f"pay:{order.order_no}:prepaid",
+                                effective_on=day, memo=memo))
+    ledger.post_many(session, clock, entries)
+    ledger.apply_prepaid(session, clock, order.account_id, local_today(clock, zone))
+    return rows
 
 
 def handle_notification(session: Session, clock: Clock, channel_name: str,
                         notification: Notification, zone: tzinfo = DEFAULT_ZONE) -> Outcome:
-    """Apply the verified event's trade once, then record the event with the outcome (one
-    INSERT). Does not commit: the caller commits the whole handling before answering the
-    channel. A copy of an event already recorded is applied again, which changes nothing (every
-    move is guarded, ledger refs derive from the order number), and answers DUPLICATE."""
+    """Apply the verified event's trade once and record the event with the outcome; what a
+    success adds and the event go in one INSERT statement (PostgreSQL). Does not commit: the
+    caller commits the whole handling before answering the channel. A copy of an event
+    already recorded is applied again, which changes nothing (every move is guarded, ledger
+    refs derive from the order number), and answers DUPLICATE."""
+    later: list[NewRows] = []
     if notification.trade is None:
         outcome = Outcome.IGNORED
     else:
-        outcome = apply_trade(session, clock, channel_name, notification.trade, "notify", zone)
-    if not record_event(session, clock, channel_name, notification, outcome):
-        return Outcome.DUPLICATE
-    return outcome
+        outcome = apply_trade(session, clock, channel_name, notification.trade, "notify", zone,
+                              later)
+    *_, recorded = insert_new_together(
+        session, [*later, event_row(clock, channel_name, notification, outcome)])
+    return outcome if recorded else Outcome.DUPLICATE
 
 
 def refresh_from_channel(session: Session, clock: Clock, channel: PaymentChannel,

@@ -61,7 +61,7 @@ class StateMachine(Generic[S]):
     def matching(self, model: type[Any], sources: Collection[S], target: S,
                  *where: sa.ColumnElement[bool], returning: Sequence[sa.ColumnElement[Any]],
                  status_attr: str = "status", **values: Any) -> sa.Update:
-        """The guarded ``UPDATE ... RETURNING`` that ``move_matching`` runs: ``source ->
+        """A guarded ``UPDATE ... RETURNING`` to run on a connection with parameters: ``source ->
         target`` for the one row matching ``where`` if it is in any of ``sources``. Build it
         once, on the model's table with ``sa.bindparam()`` for what varies, and run it with
         parameters: a statement object kept is neither rebuilt nor re-keyed for SQLAlchemy's
@@ -71,15 +71,6 @@ class StateMachine(Generic[S]):
         table = model.__table__
         return self._update(table, sources, target, where, status_attr,
                             values).returning(*returning)
-
-    @staticmethod
-    def move_matching(session: Session, statement: sa.Update,
-                      params: Mapping[str, Any]) -> sa.Row[Any] | None:
-        """Run a statement from ``matching`` with ``params`` (the bind parameters' values):
-        its ``returning`` columns, or None when no row matched (none exists, it moved on, or a
-        ``where`` condition is not met). Core, on the session's connection (in its
-        transaction): no ORM handling of the statement."""
-        return session.connection().execute(statement, params).first()
 
     def _update(self, model: type[Any] | sa.Table, sources: Collection[S], target: S,
                 where: Sequence[sa.ColumnElement[bool]], status_attr: str,

@@ -249,7 +249,7 @@ def test_a_bill_paid_meanwhile_sends_the_money_to_the_balance(session, clock, tw
 
 
 def test_a_notification_is_recorded_once_and_applied_once(session, clock, two_bills):
-    account_id, _old, _new = two_bills
+    account_id, old, new = two_bills
     channel = FakeChannel()
     order = order_for(session, clock, account_id)
     checkout(session, clock, channel, order)
@@ -265,7 +265,27 @@ def test_a_notification_is_recorded_once_and_applied_once(session, clock, two_bi
     assert [(e.event_id, e.order_no, e.outcome) for e in events] == [
         ("EV1", order.order_no, "applied"), ("EV2", None, "ignored")]
     assert events[0].payload == {"id": "EV1"}
-    assert len(payments_of(session, account_id)) == 2
+    assert payments_of(session, account_id) == [(old.id, -3000), (new.id, -5000)]
+    [posting] = session.scalars(sa.select(OutboxMessage)).all()
+    assert posting.payload["bill_periods"] == ["2026-10", "2026-11"]
+
+
+def test_a_top_up_notification_credits_the_balance_once(session, clock):
+    account_id = factories.account(session, clock).id  # nothing owed
+    channel = FakeChannel()
+    order = order_for(session, clock, account_id, bill_ids=[], topup_fen=2000)
+    checkout(session, clock, channel, order)
+    note = Notification("EV1", "TRANSACTION.SUCCESS", channel.pay(order.order_no, 2000),
+                        raw={"id": "EV1"})
+    assert service.handle_notification(session, clock, "wechat", note) == service.Outcome.APPLIED
+    assert service.handle_notification(session, clock, "wechat", note) == \
+        service.Outcome.DUPLICATE
+    session.commit()
+    assert payments_of(session, account_id) == [(None, -2000)]
+    assert ledger.prepaid_balance(session, account_id) == 2000
+    [posting] = session.scalars(sa.select(OutboxMessage)).all()
+    assert (posting.payload["amount_fen"], posting.payload["bill_periods"]) == (2000, [])
+    assert session.scalar(sa.select(sa.func.count(PaymentEvent.id))) == 1
 
 
 def test_the_return_page_query_applies_a_success(session, clock, two_bills):
