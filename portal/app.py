@@ -25,7 +25,7 @@ from portal import (
 from portal.celery_app import celery_init_app
 from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
 from portal.kernel.clock import Clock, SystemClock
-from portal.kernel.db import use_real_sqlite_transactions
+from portal.kernel.db import ping_when_idle, use_real_sqlite_transactions
 from portal.settings import INSTANCE, ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,6 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.config.update(
         SECRET_KEY=secret,
         SQLALCHEMY_DATABASE_URI=settings.database_url,
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
         SESSION_COOKIE_SECURE=settings.cookie_secure,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -72,6 +71,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     db.init_app(app)
     with app.app_context():
         use_real_sqlite_transactions(db.engine)
+        ping_when_idle(db.engine)
     migrate.init_app(app, db, directory=str(ROOT / "portal" / "migrations"),
                      render_as_batch=True, compare_type=True)
     csrf.init_app(app)

@@ -4,7 +4,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from portal.kernel.db import NewRows, insert_new, insert_new_together
+from portal.kernel.db import (
+    ALIVE_WINDOW_S,
+    NewRows,
+    insert_new,
+    insert_new_together,
+    ping_when_idle,
+)
 from portal.kernel.outbox import OutboxMessage, OutboxStatus
 from portal.ledger.models import EntryKind, LedgerEntry
 from tests import factories
@@ -85,3 +91,54 @@ def test_insert_new_together_refuses_a_table_twice(session, clock) -> None:
         insert_new_together(session, [NewRows(OutboxMessage, [_message("a", now)], ["dedup_key"]),
                                       NewRows(OutboxMessage, [_message("b", now)], ["dedup_key"])])
     assert session.scalar(sa.select(sa.func.count(OutboxMessage.id))) == 0
+
+
+class _Monotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _backend(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(sa.text("SELECT pg_backend_pid()")))
+
+
+def _kill(url: str, pid: int) -> None:
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        assert conn.scalar(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+
+
+@pytest.mark.pg
+def test_a_connection_idle_past_the_window_is_pinged_and_a_dead_one_replaced(
+        pg_schema_url) -> None:
+    engine, monotonic = sa.create_engine(pg_schema_url, pool_size=1), _Monotonic()
+    ping_when_idle(engine, monotonic=monotonic)
+    try:
+        first = _backend(engine)
+        _kill(pg_schema_url, first)  # the server went away while the connection was pooled
+        monotonic.now += ALIVE_WINDOW_S + 1
+        second = _backend(engine)  # no error: the ping found it dead, a new one answers
+        assert second != first
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.pg
+def test_a_connection_alive_a_moment_ago_is_not_pinged(pg_schema_url) -> None:
+    engine, monotonic = sa.create_engine(pg_schema_url, pool_size=1), _Monotonic()
+    ping_when_idle(engine, monotonic=monotonic)
+    try:
+        first = _backend(engine)
+        _kill(pg_schema_url, first)
+        monotonic.now += ALIVE_WINDOW_S / 2
+        with pytest.raises(sa.exc.OperationalError):  # used unchecked: it fails once ...
+            _backend(engine)
+        assert _backend(engine) != first  # ... and the pool reconnects
+    finally:
+        engine.dispose()
+
