@@ -5,11 +5,12 @@ Flask-free: payments, billing and notification code import this, never Flask-SQL
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, cast
@@ -158,16 +159,73 @@ def insert_new_together(session: Session, parts: Sequence[NewRows]) -> list[list
     connection and in its transaction; for each part, the ids of the rows written.
 
     A concurrent insert of the same key waits for the other transaction and is skipped if it
-    commits. Core, not ORM: it runs on hot paths (every payment notification) where the ORM's
-    bookkeeping for an INSERT costs more than the INSERT. On PostgreSQL several parts go in ONE
-    statement (one data-modifying CTE per table), so a notification's ledger entries, outbox
-    message and raw event cost one round trip instead of three; SQLite, which has no
-    data-modifying CTEs, takes one statement per part. Each table at most once.
+    commits. Core, not ORM: it runs on hot paths where the ORM's bookkeeping for an INSERT
+    costs more than the INSERT. Each table at most once.
     """
+    connection = session.connection()
+    shapes, params = _shapes(parts)
+    written: list[list[int]] = [[] for _ in parts]
+    preparer = connection.dialect.identifier_preparer
+    for k, shape in shapes:
+        written[k] = list(connection.execute(
+            _insert_new_statement(preparer, k, shape), params).scalars())
+    return written
+
+
+def move_and_insert(connection: sa.Connection, update: sa.Update, update_params: Mapping[str, Any],
+                    parts: Sequence[NewRows]) -> tuple[bool, list[list[int]]]:
+    """Run ``update``, a guarded ``UPDATE ... RETURNING id`` that moves at most one row (see
+    ``StateMachine.matching``), and only if it moved the row INSERT ``parts`` as
+    ``insert_new_together`` does: (moved, the ids written per part).
+
+    On PostgreSQL this is ONE statement (the UPDATE and each INSERT data-modifying CTEs, an
+    INSERT's rows selected from the UPDATE's), so it is atomic even on a connection that
+    commits each statement by itself (``statements_commit_alone``): a payment notification
+    costs no BEGIN and COMMIT round trips. SQLite, which has no data-modifying CTEs, takes a
+    statement each, in the connection's transaction.
+    """
+    shapes, params = _shapes(parts)
+    params.update(update_params)
+    written: list[list[int]] = [[] for _ in parts]
+    if connection.dialect.name != "postgresql":
+        if connection.execute(update, params).first() is None:
+            return False, written
+        preparer = connection.dialect.identifier_preparer
+        for k, shape in shapes:
+            written[k] = list(connection.execute(
+                _insert_new_statement(preparer, k, shape), params).scalars())
+        return True, written
+    moved = False
+    for k, id_ in connection.execute(_move_and_insert_statement(
+            connection.dialect, update, tuple(shapes)), params):
+        if k < 0:
+            moved = True
+        else:
+            written[k].append(id_)
+    return moved, written
+
+
+@contextlib.contextmanager
+def statements_commit_alone(session: Session) -> Iterator[sa.Connection]:
+    """A connection on which each statement commits by itself, for work that is one atomic
+    statement (``move_and_insert``): on PostgreSQL a pooled connection in autocommit (no
+    BEGIN, no COMMIT: two round trips fewer), returned to the pool after the block. On
+    SQLite, whose transactions here always begin with BEGIN IMMEDIATE, the session's own
+    connection: the statements commit with the session."""
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, sa.Engine) else bind.engine
+    if engine.dialect.name != "postgresql":
+        yield session.connection()
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        yield connection
+
+
+def _shapes(parts: Sequence[NewRows]) -> tuple[list[tuple[int, _Shape]], dict[str, Any]]:
+    """(part number, shape) of each part with rows, and every row's bind parameter values."""
     if len({part.model for part in parts}) != len(parts):
         raise ValueError("insert_new_together: each table at most once")
-    written: list[list[int]] = [[] for _ in parts]
-    shapes: list[tuple[int, _Shape]] = []  # (part number, shape) of the parts with rows
+    shapes: list[tuple[int, _Shape]] = []
     params: dict[str, Any] = {}
     for k, part in enumerate(parts):
         if not part.rows:
@@ -182,19 +240,7 @@ def insert_new_together(session: Session, parts: Sequence[NewRows]) -> list[list
             params.update({f"p{k}_{name}_{n}": value for name, value in defaults})
         shapes.append((k, (table, names + tuple(name for name, _value in defaults),
                            tuple(part.unique), len(part.rows))))
-    if not shapes:
-        return written
-    connection = session.connection()
-    preparer = connection.dialect.identifier_preparer
-    if connection.dialect.name == "postgresql" and len(shapes) > 1:
-        for k, id_ in connection.execute(_insert_together_statement(preparer, tuple(shapes)),
-                                         params):
-            written[k].append(id_)
-        return written
-    for k, shape in shapes:
-        written[k] = list(connection.execute(
-            _insert_new_statement(preparer, k, shape), params).scalars())
-    return written
+    return shapes, params
 
 
 # (table, columns, unique columns, row count) of one part
@@ -248,13 +294,28 @@ def _insert_new_statement(preparer: IdentifierPreparer, k: int,
 
 
 @functools.lru_cache(maxsize=256)
-def _insert_together_statement(preparer: IdentifierPreparer,
-                               shapes: tuple[tuple[int, _Shape], ...]) -> sa.TextualSelect:
-    """PostgreSQL: every part's INSERT as a data-modifying CTE, one statement returning
-    (part, id) rows; each CTE runs exactly once whether or not its rows are read."""
-    ctes = ", ".join(f"i{k} AS ({_insert_sql(preparer, k, shape)})" for k, shape in shapes)
-    union = " UNION ALL ".join(f"SELECT {k} AS part, id FROM i{k}"  # noqa: S608  (numbers)
-                               for k, _shape in shapes)
-    return (sa.text(f"WITH {ctes} {union}")
-            .bindparams(*(b for k, shape in shapes for b in _binds(k, shape)))
-            .columns(sa.column("part", sa.Integer), sa.column("id", sa.BigInteger)))
+def _move_and_insert_statement(dialect: sa.Dialect, update: sa.Update,
+                               shapes: tuple[tuple[int, _Shape], ...]) -> sa.CompoundSelect[Any]:
+    """PostgreSQL: ``WITH moved AS (UPDATE ...), i<k> AS (INSERT ... SELECT <row> FROM moved
+    ...) SELECT -1, moved.id UNION ALL SELECT k, id FROM i<k> ...``, built once per shape:
+    each row a SELECT from ``moved`` (at most one row), so nothing is inserted unless the
+    UPDATE moved its row; every CTE runs once whether or not its rows are read. Each value
+    is cast to its column's type: a bind parameter in a SELECT list has no type of its own."""
+    preparer, types = dialect.identifier_preparer, dialect.type_compiler_instance
+    moved = update.cte("moved")
+    selects: list[sa.Select[Any]] = [
+        sa.select(sa.literal_column("-1", sa.Integer).label("part"), moved.c.id.label("id"))]
+    for k, (table, names, unique, count) in shapes:
+        row = ", ".join(f"CAST(:p{k}_{name}_{{n}} AS {types.process(table.c[name].type)})"
+                        for name in names)
+        rows = " UNION ALL ".join(f"SELECT {row.format(n=n)} FROM moved"  # noqa: S608
+                                  for n in range(count))
+        columns = ", ".join(preparer.format_column(table.c[name]) for name in names)
+        conflict = ", ".join(preparer.format_column(table.c[name]) for name in unique)
+        insert = (sa.text(
+            f"INSERT INTO {preparer.format_table(table)} ({columns}) {rows} "
+            f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {preparer.format_column(table.c.id)}")
+            .bindparams(*_binds(k, (table, names, unique, count))).columns(table.c.id)
+            .cte(f"i{k}"))
+        selects.append(sa.select(sa.literal_column(str(k), sa.Integer), insert.c.id))
+    return sa.union_all(*selects)

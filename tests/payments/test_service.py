@@ -270,6 +270,23 @@ def test_a_notification_is_recorded_once_and_applied_once(session, clock, two_bi
     assert posting.payload["bill_periods"] == ["2026-10", "2026-11"]
 
 
+def test_an_overpaying_notification_pays_other_owed_bills_from_the_balance(session, clock,
+                                                                          two_bills):
+    account_id, old, new = two_bills
+    channel = FakeChannel()
+    order = order_for(session, clock, account_id, bill_ids=[old.id], topup_fen=6000)
+    checkout(session, clock, channel, order)
+    note = Notification("EV1", "TRANSACTION.SUCCESS", channel.pay(order.order_no, 9000),
+                        raw={"id": "EV1"})
+    assert service.handle_notification(session, clock, "wechat", note) == service.Outcome.APPLIED
+    assert service.handle_notification(session, clock, "wechat", note) == \
+        service.Outcome.DUPLICATE
+    session.commit()
+    assert ledger.owed_by_bill(session, [old.id, new.id]) == {old.id: 0, new.id: 0}
+    assert ledger.prepaid_balance(session, account_id) == 1000
+    assert session.scalar(sa.select(PaymentEvent.outcome)) == "applied"
+
+
 def test_a_top_up_notification_credits_the_balance_once(session, clock):
     account_id = factories.account(session, clock).id  # nothing owed
     channel = FakeChannel()

@@ -9,7 +9,9 @@ from portal.kernel.db import (
     NewRows,
     insert_new,
     insert_new_together,
+    move_and_insert,
     ping_when_idle,
+    statements_commit_alone,
 )
 from portal.kernel.outbox import OutboxMessage, OutboxStatus
 from portal.ledger.models import EntryKind, LedgerEntry
@@ -142,3 +144,63 @@ def test_a_connection_alive_a_moment_ago_is_not_pinged(pg_schema_url) -> None:
     finally:
         engine.dispose()
 
+
+_outbox = OutboxMessage.__table__
+# a guarded move: a message sent once (its status from pending), returning its id
+_SEND = (sa.update(_outbox)
+         .where(_outbox.c.dedup_key == sa.bindparam("b_key"),
+                _outbox.c.status == OutboxStatus.PENDING)
+         .values(status=OutboxStatus.SENT).returning(_outbox.c.id))
+
+
+def _count(session, model) -> int:
+    return int(session.scalar(sa.select(sa.func.count()).select_from(model)))
+
+
+def test_move_and_insert_writes_the_rows_only_when_the_row_moves(session, clock) -> None:
+    now = clock.now()
+    account_id = factories.account(session, clock).id
+    insert_new(session, OutboxMessage, [_message("m", now)], unique=["dedup_key"])
+    session.commit()
+
+    def send(ref: str, *messages: str) -> tuple[bool, list[list[int]]]:
+        with statements_commit_alone(session) as connection:
+            return move_and_insert(connection, _SEND, {"b_key": "m"}, [
+                NewRows(LedgerEntry, [{**_entry(ref, -100, now), "account_id": account_id}],
+                        ["ref"]),
+                NewRows(OutboxMessage, [_message(key, now) for key in messages],
+                        ["dedup_key"])])
+
+    moved, (entries, messages) = send("r1", "m", "n")  # "m" exists: skipped
+    session.commit()
+    assert moved and len(entries) == 1 and len(messages) == 1
+    assert session.scalar(sa.select(OutboxMessage.status).where(
+        OutboxMessage.dedup_key == "m")) == OutboxStatus.SENT
+    moved, written = send("r2", "o")  # already sent: nothing moves, nothing is written
+    session.commit()
+    assert (moved, written) == (False, [[], []])
+    assert _count(session, LedgerEntry) == 1 and _count(session, OutboxMessage) == 2
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("pg", marks=pytest.mark.pg)],
+                         indirect=True)  # SQLite runs them in the session's transaction
+def test_move_and_insert_is_all_or_nothing_on_a_connection_committing_alone(
+        session, clock) -> None:
+    now = clock.now()
+    account_id = factories.account(session, clock).id
+    insert_new(session, OutboxMessage, [_message("m", now)], unique=["dedup_key"])
+    session.commit()
+    wrong_sign = {**_entry("r1", +100, now), "account_id": account_id}  # a payment is < 0
+    with pytest.raises(sa.exc.IntegrityError), statements_commit_alone(session) as connection:
+        move_and_insert(connection, _SEND, {"b_key": "m"}, [
+            NewRows(OutboxMessage, [_message("n", now)], ["dedup_key"]),
+            NewRows(LedgerEntry, [wrong_sign], ["ref"])])
+    session.rollback()
+    assert session.scalar(sa.select(OutboxMessage.status).where(
+        OutboxMessage.dedup_key == "m")) == OutboxStatus.PENDING
+    assert _count(session, OutboxMessage) == 1 and _count(session, LedgerEntry) == 0
+    with statements_commit_alone(session) as connection:  # committed by itself
+        moved, _ = move_and_insert(connection, _SEND, {"b_key": "m"}, [
+            NewRows(OutboxMessage, [_message("n", now)], ["dedup_key"])])
+    session.rollback()  # the session's transaction has nothing of it to lose
+    assert moved and _count(session, OutboxMessage) == 2
