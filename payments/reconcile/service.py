@@ -260,7 +260,11 @@ def _match(session: Session, clock: Clock, statement: Statement, zone: tzinfo) -
         (refund.c.id.is_(None), DifferenceKind.CHANNEL_ONLY.value),
         (refund.c.amount_fen != _L.c.amount_fen, DifferenceKind.AMOUNT_MISMATCH.value),
         else_=DifferenceKind.STATUS_MISMATCH.value)
-    refunds_ = (sa.select(*common, sa.literal("refund:") + _L.c.refund_no, refund_kind,
+    # a refund made by hand at the channel carries none of our refund numbers: keyed by its
+    # line instead (one difference each; "refund:" || NULL would be a NULL key)
+    refund_key = sa.func.coalesce(sa.literal("refund:") + _L.c.refund_no,
+                                  sa.literal("refund-line:") + sa.cast(_L.c.line_no, sa.String))
+    refunds_ = (sa.select(*common, refund_key, refund_kind,
                           _lit(DifferenceStatus.OPEN.value), _L.c.order_no, _L.c.refund_no,
                           _L.c.channel_trade_no, _L.c.amount_fen, refund.c.amount_fen,
                           _L.c.status, refund.c.status, of.c.account_id,

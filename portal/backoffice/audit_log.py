@@ -28,8 +28,10 @@ from portal.backoffice.service import account_filter, get_scoped_account
 from portal.kernel.audit import AuditEntry
 from portal.kernel.errors import DomainError, NotFound
 from portal.ledger.models import LedgerEntry
+from portal.urls import MAX_ID
 
 PAGE_SIZE = 50
+EARLIEST, LATEST = date.min + timedelta(days=1), date.max - timedelta(days=1)
 CSV_BATCH = 1000
 
 
@@ -66,9 +68,16 @@ def encode_cursor(at: datetime, entry_id: int) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         at, _, entry_id = cursor.partition("~")
-        return datetime.fromisoformat(at), int(entry_id)
+        return datetime.fromisoformat(at), _entry_id(entry_id)
     except ValueError:
         raise BadCursor(cursor[:40]) from None
+
+
+def _entry_id(text: str) -> int:
+    """An id as a cursor carries it: ASCII digits (``str.isdigit`` also takes "²"), in range."""
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_ID:
+        raise ValueError(text[:40])
+    return int(text)
 
 
 def _search(session: Session, staff: StaffMember, filters: Filters,
@@ -89,9 +98,11 @@ def _search(session: Session, staff: StaffMember, filters: Filters,
         action = filters.action.strip()
         stmt = stmt.where(AuditEntry.action.startswith(action, autoescape=True)
                           if action.endswith(".") else AuditEntry.action == action)
-    if filters.since:
+    # a day at the calendar's ends (0001-01-01, 9999-12-31) bounds nothing: no bound, rather
+    # than a date that cannot be written in UTC
+    if filters.since and filters.since > EARLIEST:
         stmt = stmt.where(AuditEntry.at >= datetime.combine(filters.since, time(), zone))
-    if filters.until:
+    if filters.until and filters.until < LATEST:
         stmt = stmt.where(AuditEntry.at < datetime.combine(filters.until + timedelta(days=1),
                                                            time(), zone))
     return stmt.order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
@@ -157,9 +168,10 @@ def ledger(session: Session, staff: StaffMember, account_no: str, cursor: str | 
     stmt = (sa.select(LedgerEntry).where(LedgerEntry.account_id == account.id)
             .order_by(LedgerEntry.id.desc()))
     if cursor:
-        if not cursor.isdigit():
-            raise BadCursor(cursor[:40])
-        stmt = stmt.where(LedgerEntry.id < int(cursor))
+        try:
+            stmt = stmt.where(LedgerEntry.id < _entry_id(cursor))
+        except ValueError:
+            raise BadCursor(cursor[:40]) from None
     entries = list(session.scalars(stmt.limit(per_page + 1)))
     more = len(entries) > per_page
     entries = entries[:per_page]

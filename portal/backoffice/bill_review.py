@@ -37,7 +37,11 @@ from portal.kernel import audit, outbox
 from portal.kernel.clock import Clock
 from portal.kernel.errors import Conflict, DomainError, NotFound
 from portal.kernel.money import format_yuan
+from portal.readings import rules
+from portal.readings import service as readings
 from portal.readings.models import Reading, ReadingSource, ReadingStatus
+
+KWH_DIGITS = 12  # whole digits a reading column holds (Numeric(14, 2))
 
 
 class NotInReview(Conflict):
@@ -153,6 +157,22 @@ def approve(session: Session, clock: Clock, staff: StaffMember, bill: Bill, note
     _tell_customers(session, clock, bill)
 
 
+def _checked_registers(book: TariffBook, meter: Meter, bill: Bill, value_kwh: Decimal,
+                       registers: dict[str, Decimal | None]
+                       ) -> tuple[Decimal, dict[str, Decimal | None]]:
+    """The reading's shape checked as a reviewer's correction of a self-reading is: the
+    registers the meter is read on (none for a plain meter), adding up to the total; else
+    ``InvalidReading`` naming the field."""
+    wanted = readings.registers_of(book, meter, bill.period_end)
+    try:
+        shape = rules.check_shape(value_kwh, registers, wanted, KWH_DIGITS)
+    except rules.BadValue as exc:
+        raise readings.InvalidReading(exc.code, exc.field) from None
+    if shape.parts and sum(shape.parts.values(), Decimal(0)) != shape.total:
+        raise readings.InvalidReading("reading_registers_do_not_add_up", "value_kwh")
+    return shape.total, {name: shape.parts.get(name) for name in rules.REGISTERS}
+
+
 def correct(session: Session, clock: Clock, staff: StaffMember, bill: Bill, book: TariffBook,
             *, meter_id: int, value_kwh: Decimal, registers: dict[str, Decimal | None],
             reason: str) -> Bill:
@@ -163,6 +183,7 @@ def correct(session: Session, clock: Clock, staff: StaffMember, bill: Bill, book
                                                   Meter.account_id == bill.account_id))
     if meter is None:
         raise UnknownMeter(str(meter_id))
+    value_kwh, registers = _checked_registers(book, meter, bill, value_kwh, registers)
     current = _reading(session, meter.id, Reading.period == bill.period)
     previous = _reading(session, meter.id, Reading.period < bill.period)
     if previous is not None and value_kwh < previous.value_kwh:

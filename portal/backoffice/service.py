@@ -33,6 +33,7 @@ USERNAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 128
 TOTP_ISSUER = "Dianfei 电费"
+MAX_PAGE = 10**9
 TOTP_DRIFT_STEPS = 1  # a code of the previous or next 30 s step is accepted (phone clocks drift)
 
 
@@ -347,7 +348,10 @@ class Page:
 
 def search_accounts(session: Session, staff: StaffMember, query: str = "", page: int = 1,
                     per_page: int = 20) -> Page:
-    """Accounts in scope whose 户号 starts with, or holder name contains, ``query``."""
+    """Accounts in scope whose 户号 starts with, or holder name contains, ``query``. A page
+    past the last is empty (its number is capped: an OFFSET beyond bigint is a database
+    error)."""
+    page = min(max(1, page), MAX_PAGE)
     stmt = scoped_accounts(session, staff)
     query = query.strip()
     if query:

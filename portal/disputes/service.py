@@ -48,6 +48,7 @@ from portal.kernel.audit import Actor
 from portal.kernel.clock import Clock
 from portal.kernel.errors import Conflict, DomainError, NotFound
 from portal.kernel.money import format_yuan
+from portal.kernel.statemachine import IllegalTransition
 from portal.kernel.uploads import PHOTOS_AND_PDF, CheckedFile, FileStore, UploadRules
 
 NOTIFY_TOPIC = "notify"
@@ -322,7 +323,12 @@ def open_dispute(session: Session, clock: Clock, *, customer_id: int, bill: Bill
 
 def reply(session: Session, clock: Clock, dispute: Dispute, customer_id: int, body: str,
           files: Sequence[CheckedFile], store: FileStore) -> None:
-    """The customer answers a question: the dispute goes back to investigating."""
+    """The customer answers a question: the dispute goes back to investigating. Only a
+    dispute awaiting the customer takes a reply (IllegalTransition otherwise: an assigned
+    dispute is not moved on by its customer)."""
+    if dispute.status is not DisputeStatus.AWAITING_CUSTOMER:
+        raise IllegalTransition(DISPUTE_MACHINE.name, dispute.status,
+                                DisputeStatus.INVESTIGATING)
     before = _move(session, clock, dispute, DisputeStatus.INVESTIGATING)
     event = _event(session, clock, dispute, EventKind.CUSTOMER_REPLIED, customer_id=customer_id,
                    before=before, after=dispute.status, body=body)

@@ -95,10 +95,10 @@ def check_value(value: Decimal | None, field_name: str, digits: int) -> Decimal:
         raise BadValue("reading_value_required", field_name)
     if not value.is_finite() or value < 0:
         raise BadValue("reading_value_negative", field_name)
+    if value >= 10 ** digits:  # first: quantizing a number this large would overflow
+        raise BadValue("reading_value_too_many_digits", field_name)
     if value != value.quantize(KWH_STEP):
         raise BadValue("reading_value_decimals", field_name)
-    if value >= 10 ** digits:
-        raise BadValue("reading_value_too_many_digits", field_name)
     return value.quantize(KWH_STEP)
 
 

@@ -277,3 +277,24 @@ def test_an_alipay_day_with_a_refund_matches_through_the_same_path(session, cloc
             result.statement.refund_fen) == (2, 9000, 1000)
     assert diffs(session) == {}
     assert result.statement.path.endswith(".zip")
+
+
+def test_refunds_without_our_refund_number_are_channel_only_not_a_failed_day(
+        session, clock, tmp_path, account_id) -> None:
+    """A refund made by hand at the channel (Stripe's dashboard, Alipay's merchant site) carries
+    none of our refund numbers: it is a channel-only difference for staff, one per line, and the
+    rest of the day still matches."""
+    import json
+
+    from .test_stripe import txn
+
+    data = json.dumps([txn("refund", 1000, fee=0, order_no="DF1"),
+                       txn("refund", 500, fee=0, order_no="DF1")]).encode()
+    result = service.run_day(session, clock, "stripe", DAY, StatementFile(data, ".json"),
+                             directory=tmp_path, zone=ZONE)
+    assert result.statement.matched_at is not None and result.found == {"channel_only": 2}
+    found = session.scalars(sa.select(Difference).order_by(Difference.id)).all()
+    assert [(d.kind.value, d.status.value, d.refund_no, d.channel_amount_fen)
+            for d in found] == [("channel_only", "open", None, 1000),
+                                ("channel_only", "open", None, 500)]
+    assert len({d.key for d in found}) == 2

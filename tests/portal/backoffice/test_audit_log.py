@@ -146,6 +146,14 @@ def test_pages_csv_and_ledger_tab_over_http(app, web, clock, demo) -> None:
     assert "Older entries" not in page
     assert web.get("/staff/audit?since=2026-13-01&lang=en").status_code == 400
     assert web.get("/staff/audit?after=garbage").status_code == 400
+    # dates at the calendar's ends and odd cursors: an answer, never a crash
+    assert web.get("/staff/audit?until=9999-12-31").status_code == 200
+    assert web.get("/staff/audit?since=0001-01-01").status_code == 200
+    assert web.get("/staff/audit.csv?until=9999-12-31").status_code == 200
+    assert web.get("/staff/audit?after=2026-12-01T00:00:00%2B00:00~"
+                   + "9" * 30).status_code in (200, 400)
+    assert web.get("/staff/audit?tab=ledger&account=1100000002&after=%C2%B2"
+                   ).status_code == 400  # "²" passes str.isdigit() but is not a number
     response = web.get("/staff/audit.csv?action=bill.")
     assert response.status_code == 200 and response.mimetype == "text/csv"
     lines = response.get_data(as_text=True).splitlines()

@@ -150,6 +150,33 @@ def test_a_correction_below_the_earlier_reading_is_refused(session, web, clock, 
     assert bills.account_bills(session, bill.account_id)[0].id == bill.id
 
 
+def test_a_correction_with_registers_the_meter_does_not_have_is_refused(session, web, clock,
+                                                                         demo) -> None:
+    """A plain meter's reading with peak/valley registers (or a TOU meter's registers that do
+    not add up to its total) is refused as the self-reading review refuses it: no reading is
+    stored as accepted, no new version is made."""
+    bill = _held(session, clock)
+    meter, previous = _meter_and_previous(session, bill)
+    assert not meter.is_tou
+    staff_login(web, clock, "bj-auditor")
+    response = _post(web, f"/staff/bills/review/{bill.id}/correct?lang=en", {
+        "meter_id": str(meter.id), "value_kwh": str(previous + 200), "peak_kwh": "150",
+        "valley_kwh": "50", "reason": "read off the photo"})
+    assert response.status_code == 400
+    assert "This meter has no peak/flat/valley registers" in text_of(response)
+    meter.is_tou = True
+    session.commit()
+    response = _post(web, f"/staff/bills/review/{bill.id}/correct?lang=en", {
+        "meter_id": str(meter.id), "value_kwh": str(previous + 200), "peak_kwh": "150",
+        "flat_kwh": "10", "valley_kwh": "50", "reason": "read off the photo"})
+    assert response.status_code == 400
+    assert "Peak, flat and valley must add up to the total" in text_of(response)
+    db.session.expire_all()
+    assert session.scalar(sa.select(sa.func.count()).select_from(Reading).where(
+        Reading.source == ReadingSource.STAFF)) == 0
+    assert bills.account_bills(session, bill.account_id)[0].id == bill.id
+
+
 def test_another_districts_held_bill_is_not_in_the_queue(session, web, clock, demo) -> None:
     other = held_bill(session, clock, "3300000001")
     staff_login(web, clock, "bj-auditor")

@@ -215,6 +215,9 @@ def test_account_search_stays_in_the_district(web, clock, demo) -> None:
     page = text_of(web.get("/staff/accounts?q=陈"))
     assert "3300000001" in page and "3300000009" not in page
     assert "1100000001" not in text_of(web.get("/staff/accounts?q=1100"))
+    # a page far past the last (a typo, an edited address): an empty page, not a 500
+    far = web.get("/staff/accounts?page=" + "9" * 25)
+    assert far.status_code == 200 and "3300000001" not in text_of(far)
 
 
 def test_admin_sees_every_district_and_an_accounts_bills(app, web, clock, demo) -> None:

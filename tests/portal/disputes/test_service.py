@@ -86,6 +86,11 @@ def test_illegal_and_repeated_moves_change_nothing(session, clock, tmp_path) -> 
         service.reply(session, clock, dispute, case.customer_id, "hello", [], case.store)
     with pytest.raises(IllegalTransition):  # an unassigned dispute is not investigated
         service.investigate(session, clock, case.auditor, dispute, "x")
+    service.assign(session, clock, case.auditor, dispute, case.auditor.id)
+    with pytest.raises(IllegalTransition):  # assigned, but still nobody asked anything
+        service.reply(session, clock, dispute, case.customer_id, "hello", [], case.store)
+    assert dispute.status is DisputeStatus.ASSIGNED
+    assert EventKind.CUSTOMER_REPLIED not in [e.kind for e in dispute.events]
     service.withdraw(session, clock, dispute, case.customer_id, "resolved by phone")
     with pytest.raises(IllegalTransition):
         service.uphold(session, clock, case.auditor, dispute, "too late")

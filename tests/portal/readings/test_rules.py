@@ -80,6 +80,9 @@ def test_no_previous_reading() -> None:
     (None, "reading_value_required"), (D("-0.01"), "reading_value_negative"),
     (D("1.001"), "reading_value_decimals"), (D("1000000"), "reading_value_too_many_digits"),
     (D("NaN"), "reading_value_negative"),
+    # more digits than a Decimal holds once given two decimals: refused, not a crash
+    (D("1E30"), "reading_value_too_many_digits"),
+    (D("9" * 29), "reading_value_too_many_digits"),
 ])
 def test_values_that_cannot_be_a_reading(value, code) -> None:
     with pytest.raises(rules.BadValue) as refused:

@@ -107,6 +107,8 @@ def test_bad_numbers_are_told_on_the_field(signed_in, world) -> None:
     assert "Enter a number such as 1234.5" in text_of(response)
     response = _preview(signed_in, world, "-5")
     assert response.status_code == 400 and "cannot be negative" in text_of(response)
+    response = _preview(signed_in, world, "1E30")  # a number, far beyond any meter's dial
+    assert response.status_code == 400 and "digits" in text_of(response)
 
 
 @pytest.mark.parametrize(("photo", "name", "status", "words"), [
