@@ -3,9 +3,9 @@
 The only CSRF-exempt routes (the channel signs the body instead) and not behind the sign-in
 rate limits. Each request: the channel verifies the raw body and headers (an
 ``InvalidNotification`` is answered with the status it carries and changes nothing); the verified
-event is recorded and its trade applied once, in one transaction committed BEFORE we answer; then
-the channel's own acknowledgement is returned. A database error answers 500, so the channel
-retries.
+event is recorded and its trade applied once, all or nothing, and committed BEFORE we answer (see
+``payments.service.handle_notification``); then the channel's own acknowledgement is returned.
+A database error answers 500, so the channel retries.
 
 A verified notification for an order we do not have is recorded (outcome ``unknown_order``) and
 acknowledged on every channel: our orders are committed before any channel hears of them, so a
