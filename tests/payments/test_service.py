@@ -64,6 +64,18 @@ def checkout(session: Session, clock: FrozenClock, channel: FakeChannel,
                            return_url="https://portal.example/pay/return")
 
 
+def notify_twice(session: Session, clock: FrozenClock, channel: FakeChannel,
+                 order: PaymentOrder, amount_fen: int) -> None:
+    """Check the order out, then send its success notification twice: applied, then a
+    duplicate."""
+    checkout(session, clock, channel, order)
+    note = Notification("EV1", "TRANSACTION.SUCCESS", channel.pay(order.order_no, amount_fen),
+                        raw={"id": "EV1"})
+    assert service.handle_notification(session, clock, "wechat", note) == service.Outcome.APPLIED
+    assert service.handle_notification(session, clock, "wechat", note) == \
+        service.Outcome.DUPLICATE
+
+
 def payments_of(session: Session, account_id: int) -> list[tuple[int | None, int]]:
     return [(e.bill_id, e.amount_fen) for e in session.scalars(
         sa.select(LedgerEntry).where(LedgerEntry.account_id == account_id,
@@ -275,12 +287,7 @@ def test_an_overpaying_notification_pays_other_owed_bills_from_the_balance(sessi
     account_id, old, new = two_bills
     channel = FakeChannel()
     order = order_for(session, clock, account_id, bill_ids=[old.id], topup_fen=6000)
-    checkout(session, clock, channel, order)
-    note = Notification("EV1", "TRANSACTION.SUCCESS", channel.pay(order.order_no, 9000),
-                        raw={"id": "EV1"})
-    assert service.handle_notification(session, clock, "wechat", note) == service.Outcome.APPLIED
-    assert service.handle_notification(session, clock, "wechat", note) == \
-        service.Outcome.DUPLICATE
+    notify_twice(session, clock, channel, order, 9000)
     session.commit()
     assert ledger.owed_by_bill(session, [old.id, new.id]) == {old.id: 0, new.id: 0}
     assert ledger.prepaid_balance(session, account_id) == 1000
@@ -291,12 +298,7 @@ def test_a_top_up_notification_credits_the_balance_once(session, clock):
     account_id = factories.account(session, clock).id  # nothing owed
     channel = FakeChannel()
     order = order_for(session, clock, account_id, bill_ids=[], topup_fen=2000)
-    checkout(session, clock, channel, order)
-    note = Notification("EV1", "TRANSACTION.SUCCESS", channel.pay(order.order_no, 2000),
-                        raw={"id": "EV1"})
-    assert service.handle_notification(session, clock, "wechat", note) == service.Outcome.APPLIED
-    assert service.handle_notification(session, clock, "wechat", note) == \
-        service.Outcome.DUPLICATE
+    notify_twice(session, clock, channel, order, 2000)
     session.commit()
     assert payments_of(session, account_id) == [(None, -2000)]
     assert ledger.prepaid_balance(session, account_id) == 2000
