@@ -102,3 +102,18 @@ def test_a_handler_may_keep_trying_longer(session, clock) -> None:
     assert (row.status, row.attempts) == (OutboxStatus.PENDING, outbox.MAX_ATTEMPTS + 1)
     outbox.dispatch(session, clock, {"patient": Patient()})
     assert _rows(session)[0].status is OutboxStatus.DEAD
+
+
+def test_what_a_failing_handler_wrote_is_kept_with_the_retry(session, clock) -> None:
+    """A handler records its attempt (and gives back what it took) before raising a transient
+    error: dispatch commits that with the retry, it does not roll it back."""
+    def records_then_fails(payload):
+        outbox.enqueue(session, clock, "attempt", {"of": payload["n"]}, f"attempt-{payload['n']}")
+        raise ConnectionError("gateway down")
+
+    outbox.enqueue(session, clock, "t", {"n": 1}, "k1")
+    session.commit()
+    assert outbox.dispatch(session, clock, {"t": records_then_fails}, limit=1) == 0
+    session.rollback()  # nothing left uncommitted
+    assert [(r.dedup_key, r.status, r.attempts) for r in _rows(session)] == [
+        ("k1", OutboxStatus.PENDING, 1), ("attempt-1", OutboxStatus.PENDING, 0)]
