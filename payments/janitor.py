@@ -67,12 +67,11 @@ def run(session: Session, clock: Clock, channels: Mapping[str, PaymentChannel],
     """One sweep over due orders and pending refunds; commits per order."""
     report = JanitorReport()
     now = clock.now()
-    due = list(session.scalars(  # ids first: each order is then handled in its own transaction
-        sa.select(PaymentOrder.id)
+    due = list(session.scalars(  # loaded first: each is then handled in its own transaction
+        sa.select(PaymentOrder)
         .where(PaymentOrder.status.in_(OPEN), PaymentOrder.next_query_at <= now)
         .order_by(PaymentOrder.next_query_at).limit(policy.batch)))
-    for order in list(session.scalars(sa.select(PaymentOrder).where(PaymentOrder.id.in_(due))
-                                      .order_by(PaymentOrder.next_query_at))):
+    for order in due:
         channel = channels.get(order.channel)
         if channel is None:
             report.skipped.append(order.order_no)
