@@ -211,7 +211,9 @@ def statements_commit_alone(session: Session) -> Iterator[sa.Connection]:
     statement (``move_and_insert``): on PostgreSQL a pooled connection in autocommit (no
     BEGIN, no COMMIT: two round trips fewer), returned to the pool after the block. On
     SQLite, whose transactions here always begin with BEGIN IMMEDIATE, the session's own
-    connection: the statements commit with the session."""
+    connection: the statements commit with the session. On PostgreSQL it is another
+    transaction than the session's: use it before the session writes, or it may wait for the
+    session's own row locks."""
     bind = session.get_bind()
     engine = bind if isinstance(bind, sa.Engine) else bind.engine
     if engine.dialect.name != "postgresql":
