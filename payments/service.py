@@ -219,8 +219,8 @@ def _param(column: sa.ColumnElement[Any]) -> sa.BindParameter[Any]:
 
 
 # A success's statements, built once on the tables (see StateMachine.matching): the guarded
-# UPDATE ... RETURNING moving a matching open order to succeeded, and the bills it covers,
-# oldest first, with what each owes now.
+# UPDATE ... RETURNING id moving a matching open order to succeeded, and the read of the order
+# with the bills it covers.
 _orders = sa.inspect(PaymentOrder).local_table
 _accounts = sa.inspect(ElectricityAccount).local_table
 _SUCCEED = ORDER_MACHINE.matching(
@@ -229,10 +229,7 @@ _SUCCEED = ORDER_MACHINE.matching(
     _orders.c.channel == _param(_orders.c.channel),
     _orders.c.amount_fen == _param(_orders.c.amount_fen),
     _orders.c.currency == _param(_orders.c.currency),
-    returning=(_orders.c.id, _orders.c.order_no, _orders.c.account_id, _orders.c.amount_fen,
-               _orders.c.channel,
-               sa.select(_accounts.c.account_no).where(_accounts.c.id == _orders.c.account_id)
-               .scalar_subquery().label("account_no")),
+    returning=(_orders.c.id,),
     paid_at=_param(_orders.c.paid_at), channel_trade_no=_param(_orders.c.channel_trade_no),
     next_query_at=None, updated_at=_param(_orders.c.updated_at),
 )
@@ -241,16 +238,8 @@ _bills = sa.inspect(Bill).local_table
 _entries = sa.inspect(LedgerEntry).local_table
 
 
-_COVERED = (
-    sa.select(_order_bills.c.bill_id, _bills.c.period,
-              sa.func.coalesce(sa.func.sum(_entries.c.amount_fen), 0).label("owed"))
-    .join(_bills, _bills.c.id == _order_bills.c.bill_id)
-    .outerjoin(_entries, _entries.c.bill_id == _order_bills.c.bill_id)
-    .where(_order_bills.c.order_id == sa.bindparam("order_id"))
-    .group_by(_order_bills.c.bill_id, _bills.c.period, _order_bills.c.seq)
-    .order_by(_order_bills.c.seq))
-# The everyday notification's read: the order by number, with each bill it covers (oldest
-# first) and what that bill owes now; an order covering no bill is one row without a bill.
+# The order by number, with each bill it covers (oldest first) and what that bill owes now;
+# an order covering no bill is one row without a bill.
 _owed = (sa.select(sa.func.coalesce(sa.func.sum(_entries.c.amount_fen), 0))
          .where(_entries.c.bill_id == _order_bills.c.bill_id).scalar_subquery())
 _ORDER_AND_COVERED = (
@@ -264,6 +253,15 @@ _ORDER_AND_COVERED = (
     .order_by(_order_bills.c.seq))
 
 Covered = list[tuple[int, str, int]]  # (bill id, period, owed now) oldest first
+
+
+def _order_and_covered(connection: sa.Connection,
+                       order_no: str) -> tuple[sa.Row[Any] | None, Covered]:
+    """The order (``_ORDER_AND_COVERED``'s order columns; None if there is none) and the
+    bills it covers."""
+    rows = connection.execute(_ORDER_AND_COVERED, {"order_no": order_no}).all()
+    return (rows[0] if rows else None,
+            [(r.bill_id, r.period, int(r.owed)) for r in rows if r.bill_id is not None])
 
 
 def _success_params(channel_name: str, trade: Trade, paid_at: datetime,
@@ -287,15 +285,14 @@ def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
     if trade.state in (TradeState.SUCCEEDED, TradeState.REFUNDED):
         paid_at = trade.paid_at or now
         connection = session.connection()
-        moved = connection.execute(_SUCCEED, _success_params(channel_name, trade, paid_at,
-                                                             now)).first()
-        if moved is not None:
-            covered = [(r.bill_id, r.period, int(r.owed))
-                       for r in connection.execute(_COVERED, {"order_id": moved.id})]
-            rows, remaining = _credit(clock, moved, covered, paid_at, zone)
+        if connection.execute(_SUCCEED, _success_params(channel_name, trade, paid_at,
+                                                        now)).first() is not None:
+            paid, covered = _order_and_covered(connection, trade.order_no)
+            assert paid is not None  # noqa: S101  (the UPDATE just moved it)
+            rows, remaining = _credit(clock, paid, covered, paid_at, zone)
             insert_new_together(session, rows)
             if remaining > 0:
-                _to_balance(session, clock, moved, remaining, paid_at, zone)
+                _to_balance(session, clock, paid, remaining, paid_at, zone)
             return Outcome.APPLIED
     order = order_by_no(session, trade.order_no, lock=True)
     if order is None or order.channel != channel_name:
@@ -402,16 +399,12 @@ def _succeed_at_once(connection: sa.Connection, clock: Clock, channel_name: str,
     """The everyday success (``notification``'s ``trade``) in two statements (see
     ``handle_notification``); None when this is not one, or the order moved meanwhile:
     nothing was written."""
-    rows = connection.execute(_ORDER_AND_COVERED, {"order_no": trade.order_no}).all()
-    if not rows:
-        return None
-    order = rows[0]
-    if (order.channel != channel_name or order.status not in OPEN
+    order, covered = _order_and_covered(connection, trade.order_no)
+    if (order is None or order.channel != channel_name or order.status not in OPEN
             or order.amount_fen != trade.amount_fen or order.currency != trade.currency):
         return None
     now = clock.now()
     paid_at = trade.paid_at or now
-    covered = [(r.bill_id, r.period, int(r.owed)) for r in rows if r.bill_id is not None]
     credit, remaining = _credit(clock, order, covered, paid_at, zone)
     if remaining > 0:  # overpaid: the balance is allocated in the session's transaction
         return None

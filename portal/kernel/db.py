@@ -126,7 +126,8 @@ def ping_when_idle(engine: sa.Engine, window_s: float = ALIVE_WINDOW_S,
 
     @sa.event.listens_for(engine, "checkout")
     def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        if monotonic() - record.info.get("alive_at", float("-inf")) <= window_s:
+        alive_at = record.info.get("alive_at")
+        if alive_at is not None and monotonic() - alive_at <= window_s:
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
@@ -162,14 +163,8 @@ def insert_new_together(session: Session, parts: Sequence[NewRows]) -> list[list
     commits. Core, not ORM: it runs on hot paths where the ORM's bookkeeping for an INSERT
     costs more than the INSERT. Each table at most once.
     """
-    connection = session.connection()
     shapes, params = _shapes(parts)
-    written: list[list[int]] = [[] for _ in parts]
-    preparer = connection.dialect.identifier_preparer
-    for k, shape in shapes:
-        written[k] = list(connection.execute(
-            _insert_new_statement(preparer, k, shape), params).scalars())
-    return written
+    return _insert_each(session.connection(), shapes, params, len(parts))
 
 
 def move_and_insert(connection: sa.Connection, update: sa.Update, update_params: Mapping[str, Any],
@@ -186,15 +181,11 @@ def move_and_insert(connection: sa.Connection, update: sa.Update, update_params:
     """
     shapes, params = _shapes(parts)
     params.update(update_params)
-    written: list[list[int]] = [[] for _ in parts]
     if connection.dialect.name != "postgresql":
         if connection.execute(update, params).first() is None:
-            return False, written
-        preparer = connection.dialect.identifier_preparer
-        for k, shape in shapes:
-            written[k] = list(connection.execute(
-                _insert_new_statement(preparer, k, shape), params).scalars())
-        return True, written
+            return False, [[] for _ in parts]
+        return True, _insert_each(connection, shapes, params, len(parts))
+    written: list[list[int]] = [[] for _ in parts]
     moved = False
     for k, id_ in connection.execute(_move_and_insert_statement(
             connection.dialect, update, tuple(shapes)), params):
@@ -221,6 +212,17 @@ def statements_commit_alone(session: Session) -> Iterator[sa.Connection]:
         return
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         yield connection
+
+
+def _insert_each(connection: sa.Connection, shapes: Sequence[tuple[int, _Shape]],
+                 params: Mapping[str, Any], count: int) -> list[list[int]]:
+    """One INSERT statement per part with rows; the ids written, for each of ``count`` parts."""
+    written: list[list[int]] = [[] for _ in range(count)]
+    preparer = connection.dialect.identifier_preparer
+    for k, shape in shapes:
+        written[k] = list(connection.execute(
+            _insert_new_statement(preparer, k, shape), params).scalars())
+    return written
 
 
 def _shapes(parts: Sequence[NewRows]) -> tuple[list[tuple[int, _Shape]], dict[str, Any]]:
@@ -264,15 +266,14 @@ def _scalar_defaults(table: sa.Table, names: tuple[str, ...]) -> tuple[tuple[str
     return tuple(defaults)
 
 
-def _insert_sql(preparer: IdentifierPreparer, k: int, shape: _Shape) -> str:
-    """``INSERT ... VALUES (:p<k>_<column>_<n>, ...) ON CONFLICT (...) DO NOTHING RETURNING id``:
-    identifiers from the table metadata, quoted by the dialect; every value a bind parameter."""
-    table, names, unique, count = shape
+def _insert_sql(preparer: IdentifierPreparer, shape: _Shape, rows: str) -> str:
+    """``INSERT INTO <table> (<columns>) <rows> ON CONFLICT (...) DO NOTHING RETURNING id``:
+    identifiers from the table metadata, quoted by the dialect; ``rows`` (``VALUES ...`` or a
+    ``SELECT``) holds every value as a bind parameter ``:p<k>_<column>_<n>``."""
+    table, names, unique, _count = shape
     columns = ", ".join(preparer.format_column(table.c[name]) for name in names)
-    values = ", ".join(
-        "(" + ", ".join(f":p{k}_{name}_{n}" for name in names) + ")" for n in range(count))
     conflict = ", ".join(preparer.format_column(table.c[name]) for name in unique)
-    return (f"INSERT INTO {preparer.format_table(table)} ({columns}) VALUES {values} "  # noqa: S608
+    return (f"INSERT INTO {preparer.format_table(table)} ({columns}) {rows} "
             f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {preparer.format_column(table.c.id)}")
 
 
@@ -291,7 +292,10 @@ def _binds(k: int, shape: _Shape) -> list[sa.BindParameter[Any]]:
 def _insert_new_statement(preparer: IdentifierPreparer, k: int,
                           shape: _Shape) -> sa.TextualSelect:
     """One part's INSERT as a typed textual statement, built once per shape."""
-    return (sa.text(_insert_sql(preparer, k, shape)).bindparams(*_binds(k, shape))
+    _table, names, _unique, count = shape
+    values = "VALUES " + ", ".join(
+        "(" + ", ".join(f":p{k}_{name}_{n}" for name in names) + ")" for n in range(count))
+    return (sa.text(_insert_sql(preparer, shape, values)).bindparams(*_binds(k, shape))
             .columns(shape[0].c.id))
 
 
@@ -307,17 +311,13 @@ def _move_and_insert_statement(dialect: sa.Dialect, update: sa.Update,
     moved = update.cte("moved")
     selects: list[sa.Select[Any]] = [
         sa.select(sa.literal_column("-1", sa.Integer).label("part"), moved.c.id.label("id"))]
-    for k, (table, names, unique, count) in shapes:
+    for k, shape in shapes:
+        table, names, _unique, count = shape
         row = ", ".join(f"CAST(:p{k}_{name}_{{n}} AS {types.process(table.c[name].type)})"
                         for name in names)
         rows = " UNION ALL ".join(f"SELECT {row.format(n=n)} FROM moved"  # noqa: S608
                                   for n in range(count))
-        columns = ", ".join(preparer.format_column(table.c[name]) for name in names)
-        conflict = ", ".join(preparer.format_column(table.c[name]) for name in unique)
-        insert = (sa.text(
-            f"INSERT INTO {preparer.format_table(table)} ({columns}) {rows} "
-            f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {preparer.format_column(table.c.id)}")
-            .bindparams(*_binds(k, (table, names, unique, count))).columns(table.c.id)
-            .cte(f"i{k}"))
+        insert = (sa.text(_insert_sql(preparer, shape, rows)).bindparams(*_binds(k, shape))
+                  .columns(table.c.id).cte(f"i{k}"))
         selects.append(sa.select(sa.literal_column(str(k), sa.Integer), insert.c.id))
     return sa.union_all(*selects)
