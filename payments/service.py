@@ -221,18 +221,40 @@ def _param(column: sa.ColumnElement[Any]) -> sa.BindParameter[Any]:
 # A success's statements, built once on the tables (see StateMachine.matching): the guarded
 # UPDATE ... RETURNING id moving a matching open order to succeeded, and the read of the order
 # with the bills it covers.
+#
+# Two orders of one account may cover the same bill (a customer abandons a WeChat QR code and
+# pays by Alipay, then pays the QR code too) and succeed at once; so may an order and the
+# allocation of the account's prepaid balance. Each credits a bill up to what it owes, so what
+# it owes must be read after the other's credit has committed, or both pay it in full and the
+# surplus sits on the bill instead of in the prepaid balance. So the UPDATE also locks the
+# account row (as ``ledger.lock_account`` does) until the transaction ends, and the general way
+# (``_SUCCEED``) reads the bills after it. The one-statement way reads them before, so it is
+# taken only when no other order of the account is open (``others_open``), and its UPDATE
+# (``_SUCCEED_UNLESS_BUSY``) moves nothing when the account is locked (``SKIP LOCKED``): then
+# the general way waits for the lock.
 _orders = sa.inspect(PaymentOrder).local_table
 _accounts = sa.inspect(ElectricityAccount).local_table
-_SUCCEED = ORDER_MACHINE.matching(
-    PaymentOrder, OPEN, OrderStatus.SUCCEEDED,
-    _orders.c.order_no == _param(_orders.c.order_no),
-    _orders.c.channel == _param(_orders.c.channel),
-    _orders.c.amount_fen == _param(_orders.c.amount_fen),
-    _orders.c.currency == _param(_orders.c.currency),
-    returning=(_orders.c.id,),
-    paid_at=_param(_orders.c.paid_at), channel_trade_no=_param(_orders.c.channel_trade_no),
-    next_query_at=None, updated_at=_param(_orders.c.updated_at),
-)
+_other_orders = _orders.alias("other_orders")
+
+
+def _succeed(*, skip_locked: bool) -> sa.Update:
+    return ORDER_MACHINE.matching(
+        PaymentOrder, OPEN, OrderStatus.SUCCEEDED,
+        _orders.c.order_no == _param(_orders.c.order_no),
+        _orders.c.channel == _param(_orders.c.channel),
+        _orders.c.amount_fen == _param(_orders.c.amount_fen),
+        _orders.c.currency == _param(_orders.c.currency),
+        _orders.c.account_id.in_(sa.select(_accounts.c.id)
+                                 .where(_accounts.c.id == _orders.c.account_id)
+                                 .with_for_update(key_share=True, skip_locked=skip_locked)),
+        returning=(_orders.c.id,),
+        paid_at=_param(_orders.c.paid_at), channel_trade_no=_param(_orders.c.channel_trade_no),
+        next_query_at=None, updated_at=_param(_orders.c.updated_at),
+    )
+
+
+_SUCCEED = _succeed(skip_locked=False)
+_SUCCEED_UNLESS_BUSY = _succeed(skip_locked=True)
 _order_bills = sa.inspect(PaymentOrderBill).local_table
 _bills = sa.inspect(Bill).local_table
 _entries = sa.inspect(LedgerEntry).local_table
@@ -245,7 +267,10 @@ _owed = (sa.select(sa.func.coalesce(sa.func.sum(_entries.c.amount_fen), 0))
 _ORDER_AND_COVERED = (
     sa.select(_orders.c.id, _orders.c.order_no, _orders.c.account_id, _orders.c.amount_fen,
               _orders.c.currency, _orders.c.channel, _orders.c.status, _accounts.c.account_no,
-              _order_bills.c.bill_id, _bills.c.period, _owed.label("owed"))
+              _order_bills.c.bill_id, _bills.c.period, _owed.label("owed"),
+              sa.exists().where(_other_orders.c.account_id == _orders.c.account_id,
+                                _other_orders.c.id != _orders.c.id,
+                                _other_orders.c.status.in_(sorted(OPEN))).label("others_open"))
     .select_from(_orders.join(_accounts, _accounts.c.id == _orders.c.account_id)
                  .outerjoin(_order_bills, _order_bills.c.order_id == _orders.c.id)
                  .outerjoin(_bills, _bills.c.id == _order_bills.c.bill_id))
@@ -370,7 +395,8 @@ def handle_notification(session: Session, clock: Clock, channel_name: str,
     the caller answers the channel.
 
     The everyday notification, a success for an open order of this channel paying its amount
-    and no more than its bills owe, is one read and one write (``move_and_insert``: the
+    and no more than its bills owe, while no other order of its account is open (see
+    ``_SUCCEED``), is one read and one write (``move_and_insert``: the
     order's move, the ledger entries, the billing message and the event, all or nothing),
     each committed by itself on PostgreSQL: four round trips fewer than a transaction. Any
     other notification, or one whose order moved between the read and the write, takes the
@@ -401,7 +427,8 @@ def _succeed_at_once(connection: sa.Connection, clock: Clock, channel_name: str,
     nothing was written."""
     order, covered = _order_and_covered(connection, trade.order_no)
     if (order is None or order.channel != channel_name or order.status not in OPEN
-            or order.amount_fen != trade.amount_fen or order.currency != trade.currency):
+            or order.amount_fen != trade.amount_fen or order.currency != trade.currency
+            or order.others_open):
         return None
     now = clock.now()
     paid_at = trade.paid_at or now
@@ -409,7 +436,7 @@ def _succeed_at_once(connection: sa.Connection, clock: Clock, channel_name: str,
     if remaining > 0:  # overpaid: the balance is allocated in the session's transaction
         return None
     moved, written = move_and_insert(
-        connection, _SUCCEED, _success_params(channel_name, trade, paid_at, now),
+        connection, _SUCCEED_UNLESS_BUSY, _success_params(channel_name, trade, paid_at, now),
         [*credit, event_row(clock, channel_name, notification, Outcome.APPLIED)])
     if not moved:
         return None
@@ -564,6 +591,7 @@ def _debit_refund(session: Session, clock: Clock, refund: Refund, order: Payment
     """Refunded money leaves the prepaid balance first; the rest un-pays the bills this order
     paid, newest first, so they show as owed again. One REFUND entry per part."""
     memo = f"refund of {order.order_no}"
+    ledger.lock_account(session, order.account_id)
     from_pool = min(ledger.prepaid_balance(session, order.account_id), refund.amount_fen)
     rest = refund.amount_fen - from_pool
     earlier = list(session.scalars(sa.select(Refund.refund_no).where(

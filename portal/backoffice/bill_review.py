@@ -37,6 +37,7 @@ from portal.kernel import audit, outbox
 from portal.kernel.clock import Clock
 from portal.kernel.errors import Conflict, DomainError, NotFound
 from portal.kernel.money import format_yuan
+from portal.ledger import service as ledger
 from portal.readings import rules
 from portal.readings import service as readings
 from portal.readings.models import Reading, ReadingSource, ReadingStatus
@@ -119,13 +120,9 @@ def _reading(session: Session, meter_id: int, where: sa.ColumnElement[bool]) -> 
 
 
 def _lock_newest(session: Session, bill: Bill) -> None:
-    """Lock the account (decisions on one account's bills queue up; PostgreSQL ``FOR NO KEY
-    UPDATE`` as ``ledger.apply_prepaid`` takes it, compatible with the ledger's foreign-key
-    locks), then check the bill is still the newest version and held: else someone decided
-    first."""
-    session.execute(sa.select(ElectricityAccount.id)
-                    .where(ElectricityAccount.id == bill.account_id)
-                    .with_for_update(key_share=True))
+    """Lock the account (``ledger.lock_account``: decisions on one account's bills queue up),
+    then check the bill is still the newest version and held: else someone decided first."""
+    ledger.lock_account(session, bill.account_id)
     session.refresh(bill)
     if bill.status is not BillStatus.PENDING_REVIEW or not is_newest(session, bill):
         raise NotInReview(str(bill.id))

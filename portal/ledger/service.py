@@ -114,17 +114,25 @@ def prepaid_balance(session: Session, account_id: int) -> int:
     return max(-int(total or 0), 0)
 
 
+def lock_account(session: Session, account_id: int) -> None:
+    """Hold the account until the transaction ends, before reading what its bills owe or its
+    prepaid balance to decide what to write (an allocation, a refund, a payment's credit), so
+    two such writers cannot spend the same credit or pay the same bill twice. PostgreSQL:
+    ``FOR NO KEY UPDATE``, exclusive among these writers yet compatible with the KEY SHARE lock
+    every ledger insert takes on the account through its foreign key, so no deadlock; SQLite's
+    ``BEGIN IMMEDIATE`` already serialises writers."""
+    session.execute(sa.select(ElectricityAccount.id).where(ElectricityAccount.id == account_id)
+                    .with_for_update(key_share=True))
+
+
 def apply_prepaid(session: Session, clock: Clock, account_id: int, today: date) -> int:
     """Allocate the account's prepaid balance to its owed bills, oldest first; returns the fen
     allocated. Call it after a payment succeeds and after bills are issued; the caller commits.
 
-    The account row is locked so two allocations cannot spend the same credit (PostgreSQL:
-    ``FOR NO KEY UPDATE``, exclusive among allocations yet compatible with the KEY SHARE lock
-    every ledger insert takes on the account through its foreign key, so no deadlock). Refs carry
-    the account's entry count, which only grows: a replay of the same state writes nothing.
+    The account is locked (``lock_account``). Refs carry the account's entry count, which only
+    grows: a replay of the same state writes nothing.
     """
-    session.execute(sa.select(ElectricityAccount.id).where(ElectricityAccount.id == account_id)
-                    .with_for_update(key_share=True))
+    lock_account(session, account_id)
     pool = prepaid_balance(session, account_id)
     if pool <= 0:
         return 0

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from datetime import date, timedelta
 
 import pytest
@@ -258,6 +259,82 @@ def test_a_bill_paid_meanwhile_sends_the_money_to_the_balance(session, clock, tw
     # the second 3000 finds the old bill paid: it goes to the balance, which pays the new bill
     assert ledger.owed_by_bill(session, [old.id, new.id]) == {old.id: 0, new.id: 2000}
     assert payments_of(session, account_id) == [(old.id, -3000), (None, -3000)]
+
+
+PG_ONLY = pytest.mark.parametrize("database_url", [pytest.param("pg", marks=pytest.mark.pg)],
+                                  indirect=True)
+
+
+def success(channel: FakeChannel, order_no: str, amount_fen: int) -> Notification:
+    return Notification(f"EV-{order_no}", "TRANSACTION.SUCCESS",
+                        channel.pay(order_no, amount_fen), raw={"id": f"EV-{order_no}"})
+
+
+def handled(engine: sa.Engine, clock: FrozenClock, note: Notification) -> service.Outcome:
+    """``note`` handled and committed in a session of its own, as another request would."""
+    with Session(engine) as other:
+        outcome = service.handle_notification(other, clock, "wechat", note)
+        other.commit()
+    return outcome
+
+
+@PG_ONLY
+def test_a_bill_paid_by_another_order_while_a_success_is_applied_is_not_paid_twice(
+        session, clock, two_bills, monkeypatch):
+    """The customer abandons a QR code, pays the old bill by a second order, then pays the QR
+    code too; the second order's success lands between the first's read and its write."""
+    account_id, old, new = two_bills
+    channel = FakeChannel()
+    first, second = (order_for(session, clock, account_id, bill_ids=[old.id]) for _ in "12")
+    for order in (first, second):
+        checkout(session, clock, channel, order)
+    notes = [success(channel, order.order_no, 3000) for order in (first, second)]
+    session.commit()
+    engine, read, first_no = session.get_bind(), service._order_and_covered, first.order_no
+    interleaved: list[service.Outcome] = []
+
+    def read_then_the_other_pays(connection: sa.Connection, order_no: str):  # type: ignore[no-untyped-def]
+        found = read(connection, order_no)
+        if order_no == first_no and not interleaved:
+            interleaved.append(handled(engine, clock, notes[1]))
+        return found
+
+    monkeypatch.setattr(service, "_order_and_covered", read_then_the_other_pays)
+    assert service.handle_notification(session, clock, "wechat", notes[0]) == \
+        service.Outcome.APPLIED
+    session.commit()
+    assert interleaved == [service.Outcome.APPLIED]
+    # the first 3000 finds the old bill paid: it goes to the balance, which pays the new bill
+    assert ledger.owed_by_bill(session, [old.id, new.id]) == {old.id: 0, new.id: 2000}
+    assert payments_of(session, account_id) == [(old.id, -3000), (None, -3000)]
+
+
+@PG_ONLY
+def test_a_success_waits_for_an_allocation_holding_the_account(session, clock, two_bills):
+    """While a transaction allocates prepaid credit to the old bill (holding the account
+    lock), a notification paying that bill arrives: it waits, then sends its money to the
+    balance instead of paying the bill a second time."""
+    account_id, old, new = two_bills
+    channel = FakeChannel()
+    order = order_for(session, clock, account_id, bill_ids=[old.id])
+    checkout(session, clock, channel, order)
+    note = success(channel, order.order_no, 3000)
+    session.commit()
+    engine = session.get_bind()
+    outcomes: list[service.Outcome] = []
+    with Session(engine) as allocating:
+        ledger.post(allocating, clock, account_id=account_id, kind=EntryKind.PAYMENT,
+                    amount_fen=-3000, ref="counter:1", effective_on=TODAY)
+        assert ledger.apply_prepaid(allocating, clock, account_id, TODAY) == 3000
+        arriving = threading.Thread(target=lambda: outcomes.append(handled(engine, clock, note)))
+        arriving.start()
+        arriving.join(timeout=1)
+        assert arriving.is_alive()  # waiting for the account
+        allocating.commit()
+    arriving.join(timeout=10)
+    assert outcomes == [service.Outcome.APPLIED]
+    assert ledger.owed_by_bill(session, [old.id, new.id]) == {old.id: 0, new.id: 2000}
+    assert ledger.prepaid_balance(session, account_id) == 0
 
 
 def test_a_notification_is_recorded_once_and_applied_once(session, clock, two_bills):
