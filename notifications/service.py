@@ -6,7 +6,8 @@ Two outbox steps, both retried by ``portal.kernel.outbox`` (no second retry engi
    linked to the account), on which channels (their preference for the event, else the reminder
    step's channels, else the default order), then one ``notify.deliver`` row per recipient and
    channel, each with its own dedup key, in the same transaction that marks the message sent.
-2. ``notify.deliver`` (``deliver``): re-checks a reminder's bill still owes, picks the address,
+2. ``notify.deliver`` (``deliver``): holds a reminder till the quiet hours end (a retry too:
+   ``outbox.Deferred``), re-checks a reminder's bill still owes, picks the address,
    takes a WeChat consent, renders the template in the recipient's language, sends, and records
    the attempt. A channel that cannot be used (no address, no consent left) or refuses for good
    falls back to the next channel of the row's fallback list; a transient failure raises, so the
@@ -108,17 +109,13 @@ class Notifications:
         parent = _key(payload)
         who = f"c{customer_id}" if customer_id is not None else f"s{staff_id}"
         fallback = [c for c in self.settings.default_channels if c not in channels]
-        not_before = None  # reminders fanned out at night (a retried fan-out) wait till morning
-        if self.policy.step(event) is not None:
-            not_before = self.policy.not_before(self.clock.now(), self.zone)
         written = 0
         for n, channel in enumerate(channels):
             key = f"deliver:{parent}:{who}:{channel}"
             row = {"key": key, "event": event, "params": params, "channel": channel,
                    "fallback": fallback if n == 0 else [], "bill_id": bill_id,
                    "customer_id": customer_id, "staff_id": staff_id}
-            written += outbox.enqueue(self.session, self.clock, DELIVER_TOPIC, row, key[:200],
-                                      not_before=not_before)
+            written += outbox.enqueue(self.session, self.clock, DELIVER_TOPIC, row, key[:200])
         return written
 
     def _preferences(self, customers: list[int], event: str) -> dict[int, tuple[str, ...]]:
@@ -152,6 +149,11 @@ class Notifications:
     def deliver(self, payload: dict[str, Any]) -> None:
         """``notify.deliver``: send on the row's channel or its fallbacks; see the module."""
         key, event = payload["key"], payload["event"]
+        if self.policy.step(event) is not None:  # a reminder (or its retry) due at night
+            now = self.clock.now()
+            morning = self.policy.not_before(now, self.zone)
+            if morning > now:
+                raise outbox.Deferred(morning)
         customer_id: int | None = payload.get("customer_id")
         staff_id: int | None = payload.get("staff_id")
         params = payload["params"]

@@ -2,10 +2,11 @@
 
 ``enqueue`` adds the row inside the caller's transaction (so it exists exactly when the cause
 does); ``dispatch`` hands due rows to the handler for their topic and records the outcome. A
-handler that raises is retried with backoff (capped at an hour); one that raises
-``PermanentFailure``, or runs out of attempts (``MAX_ATTEMPTS``, or the handler's own
-``max_attempts`` attribute), leaves the row ``dead`` for a person. The ``dedup_key`` is unique:
-enqueueing the same message twice writes one row.
+handler that raises is retried with backoff (capped at an hour); one that raises ``Deferred``
+waits till the time it names, the attempt not counted; one that raises ``PermanentFailure``, or
+runs out of attempts (``MAX_ATTEMPTS``, or the handler's own ``max_attempts`` attribute), leaves
+the row ``dead`` for a person. The ``dedup_key`` is unique: enqueueing the same message twice
+writes one row.
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ class OutboxStatus(enum.StrEnum):
 
 class PermanentFailure(Exception):
     """Raised by a handler when retrying cannot help (a rejected message, a missing template)."""
+
+
+class Deferred(Exception):
+    """Raised by a handler that must not run yet (a reminder due in quiet hours): the row waits
+    till ``until`` and the attempt is not counted."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(f"deferred till {until.isoformat()}")
+        self.until = until
 
 
 class OutboxMessage(IdMixin, Base):
@@ -106,6 +116,9 @@ def dispatch(session: Session, clock: Clock, handlers: Mapping[str, Handler],
             if handler is None:
                 raise PermanentFailure(f"no handler for topic {message.topic!r}")
             handler(dict(message.payload))
+        except Deferred as exc:
+            message.attempts -= 1
+            message.available_at = exc.until
         except PermanentFailure as exc:
             message.status, message.last_error = OutboxStatus.DEAD, str(exc)[:2000]
         except Exception as exc:  # retried: any other error is taken as transient

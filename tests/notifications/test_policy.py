@@ -210,3 +210,31 @@ def test_a_reminder_fanned_out_at_night_waits_for_the_morning(
     # by SMS, and by email instead of WeChat (no subscribe consent)
     assert sorted((m.channel, m.event) for r in notifiers.values() for m in r.sent) == [
         ("email", "reminder_overdue"), ("sms", "reminder_overdue")]
+
+
+def test_a_reminder_retried_into_the_night_waits_for_the_morning(
+        app, session, clock, household, notifiers) -> None:
+    """An SMS gateway busy at 20:59 would have the retry sent at 21:00, in quiet hours: it
+    waits till 08:00, and waiting does not use up an attempt."""
+    from notifications.channels.base import DeliveryResult
+    from portal.kernel import outbox
+
+    _customer, _account, bill = household
+    clock.set(local(2027, 1, 2, 20, 59))
+    notifiers["sms"].script.append(DeliveryResult.transient("HTTP 503"))
+    outbox.enqueue(session, clock, "notify", {"customer_id": None, "account_id": bill.account_id,
+                                              "event": "reminder_overdue", "bill_id": bill.id,
+                                              "params": {}}, "notify:reminder_overdue:test")
+    session.commit()
+    dispatch(app, session, clock)
+    assert [m.channel for m in notifiers["email"].sent] == ["email"]  # email went at once
+    assert notifiers["sms"].sent == []
+    clock.set(local(2027, 1, 2, 21, 0))  # the SMS retry is due, in quiet hours
+    dispatch(app, session, clock)
+    assert notifiers["sms"].sent == []
+    [row] = session.scalars(sa.select(OutboxMessage).where(
+        OutboxMessage.topic == "notify.deliver", OutboxMessage.status == OutboxStatus.PENDING))
+    assert (row.available_at.astimezone(ZONE).hour, row.attempts) == (8, 1)
+    clock.set(local(2027, 1, 3, 8))
+    dispatch(app, session, clock)
+    assert [m.event for m in notifiers["sms"].sent] == ["reminder_overdue"]
