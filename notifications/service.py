@@ -45,8 +45,9 @@ DELIVER_TOPIC = "notify.deliver"
 CHANNELS = ("wechat", "sms", "email", "console")
 EVENTS = ("bill_issued", "reminder_due_soon", "reminder_due_today", "reminder_overdue",
           "reminder_final_notice", "payment_succeeded", "refund_succeeded", "reading_accepted",
-          "reading_rejected", "dispute_info_requested", "dispute_resolved", "plan_proposed",
-          "plan_approved", "plan_declined", "plan_installment_due", "plan_defaulted")
+          "reading_rejected", "dispute_info_requested", "dispute_message", "dispute_resolved",
+          "plan_proposed", "plan_approved", "plan_declined", "plan_installment_due",
+          "plan_defaulted")
 
 
 class TransientDelivery(Exception):

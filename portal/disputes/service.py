@@ -388,13 +388,16 @@ def request_info(session: Session, clock: Clock, staff: StaffMember, dispute: Di
 
 def message(session: Session, clock: Clock, staff: StaffMember, dispute: Dispute,
             body: str) -> None:
-    """A message to the customer on the timeline; the status stays."""
+    """A message to the customer on the timeline; the status stays. They are told
+    (``dispute_message``)."""
     if DISPUTE_MACHINE.is_final(dispute.status):
         raise Conflict(f"dispute {dispute.id} is closed")
-    _event(session, clock, dispute, EventKind.STAFF_MESSAGE, staff_id=staff.id, body=body)
+    event = _event(session, clock, dispute, EventKind.STAFF_MESSAGE, staff_id=staff.id,
+                   body=body)
     session.execute(sa.update(Dispute).where(Dispute.id == dispute.id)
                     .values(updated_at=clock.now()).execution_options(synchronize_session=False))
     _audit(session, clock, dispute, "message", staff=staff, body=body)
+    _notify(session, clock, dispute, "dispute_message", f":{event.id}", message=body.strip())
 
 
 def uphold(session: Session, clock: Clock, staff: StaffMember, dispute: Dispute,

@@ -14,8 +14,9 @@ from portal.bills.service import PaymentState
 # subscribe to; one WeChat subscribe-message template each.
 EVENTS = ("bill_issued", "reminder_due_soon", "reminder_due_today", "reminder_overdue",
           "reminder_final_notice", "payment_succeeded", "refund_succeeded", "reading_accepted",
-          "reading_rejected", "dispute_info_requested", "dispute_resolved", "plan_proposed",
-          "plan_approved", "plan_declined", "plan_installment_due", "plan_defaulted")
+          "reading_rejected", "dispute_info_requested", "dispute_message", "dispute_resolved",
+          "plan_proposed", "plan_approved", "plan_declined", "plan_installment_due",
+          "plan_defaulted")
 KWH = fields.String  # Decimal as text ("123.45"): JSON numbers would be floats on the client
 
 

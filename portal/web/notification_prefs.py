@@ -28,6 +28,7 @@ EVENT_LABELS = {
     "reading_accepted": _l("Meter reading accepted"),
     "reading_rejected": _l("Meter reading not accepted"),
     "dispute_info_requested": _l("We need more information about your dispute"),
+    "dispute_message": _l("A message about your dispute"),
     "dispute_resolved": _l("Your dispute is resolved"),
     "plan_proposed": _l("A payment plan is proposed"),
     "plan_approved": _l("Your payment plan is approved"),

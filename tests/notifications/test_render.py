@@ -18,8 +18,8 @@ CONTRACT = (ROOT / "notifications" / "contract.md").read_text()
 PARAMS = {"account_no": "0100000001", "period": "2026-11", "amount_yuan": "1,234.50",
           "due_date": "2026-12-25", "disconnect_after": "2027-01-20", "order_no": "P1",
           "value_kwh": "312", "reason": "读数小于上期", "dispute_id": 5, "question": "照片？",
-          "outcome": "adjusted", "note": "已调整", "plan_id": 7, "total_yuan": "1,200.00",
-          "installments": 3, "seq": 2}
+          "outcome": "adjusted", "note": "已调整", "message": "正在复核", "plan_id": 7,
+          "total_yuan": "1,200.00", "installments": 3, "seq": 2}
 
 
 def test_the_events_are_the_contracts() -> None:

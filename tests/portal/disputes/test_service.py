@@ -72,11 +72,13 @@ def test_a_dispute_through_its_steps_records_who_when_why(session, clock, tmp_pa
     assert actions == ["dispute.assign", "dispute.investigate", "dispute.request_info",
                        "dispute.message", "dispute.uphold"]
     told = session.scalars(sa.select(OutboxMessage).order_by(OutboxMessage.id)).all()
-    assert [m.payload["event"] for m in told] == ["dispute_info_requested", "dispute_resolved"]
+    assert [m.payload["event"] for m in told] == ["dispute_info_requested", "dispute_message",
+                                                  "dispute_resolved"]
     assert told[0].payload["customer_id"] == case.customer_id
     assert told[0].payload["params"] == {"dispute_id": dispute.id, "account_no": "9900000001",
                                          "period": "2026-11", "question": "请上传电表照片"}
-    assert told[1].payload["params"]["outcome"] == "upheld"
+    assert told[1].payload["params"]["message"] == "we are re-reading the meter"
+    assert told[2].payload["params"]["outcome"] == "upheld"
 
 
 def test_illegal_and_repeated_moves_change_nothing(session, clock, tmp_path) -> None:
