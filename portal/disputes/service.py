@@ -9,7 +9,8 @@ told, one outbox row, all in the caller's transaction: nothing here commits.
 SLA: the dispute is due ``dispute_sla_working_days`` working days after the day it was opened
 (local date), counting China's working days as ``chinese_calendar`` publishes them: public
 holidays are skipped and adjusted working weekends (调休) count. For years the library does not
-know yet, Monday to Friday count.
+know yet, Monday to Friday count. The clock stops while staff wait for the customer: a reply
+moves the due date on by the working days waited.
 
 While a dispute is open its disputed amount is held from reminders and late fees (the
 ``disputes`` source of ``portal.bills.holds``); the rest of the bill follows the normal ladder.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, timedelta, tzinfo
 from typing import Any
 
 import chinese_calendar
@@ -45,7 +46,7 @@ from portal.disputes.models import (
 )
 from portal.kernel import audit, outbox
 from portal.kernel.audit import Actor
-from portal.kernel.clock import Clock
+from portal.kernel.clock import Clock, local_today
 from portal.kernel.errors import Conflict, DomainError, NotFound
 from portal.kernel.money import format_yuan
 from portal.kernel.statemachine import IllegalTransition
@@ -95,6 +96,12 @@ def is_working_day(day: date) -> bool:
         return bool(chinese_calendar.is_workday(day))
     except NotImplementedError:  # a year the library has no holiday data for
         return day.weekday() < 5
+
+
+def working_days_after(start: date, end: date) -> int:
+    """How many working days there are after ``start`` up to and including ``end``."""
+    return sum(is_working_day(start + timedelta(days=n))
+               for n in range(1, (end - start).days + 1))
 
 
 def add_working_days(start: date, days: int) -> date:
@@ -322,14 +329,21 @@ def open_dispute(session: Session, clock: Clock, *, customer_id: int, bill: Bill
 
 
 def reply(session: Session, clock: Clock, dispute: Dispute, customer_id: int, body: str,
-          files: Sequence[CheckedFile], store: FileStore) -> None:
-    """The customer answers a question: the dispute goes back to investigating. Only a
-    dispute awaiting the customer takes a reply (IllegalTransition otherwise: an assigned
-    dispute is not moved on by its customer)."""
+          files: Sequence[CheckedFile], store: FileStore, zone: tzinfo) -> None:
+    """The customer answers a question: the dispute goes back to investigating, its due date
+    moved on by the working days (local dates in ``zone``) after the day staff asked, up to
+    today. Only a dispute awaiting the customer takes a reply (IllegalTransition otherwise: an
+    assigned dispute is not moved on by its customer)."""
     if dispute.status is not DisputeStatus.AWAITING_CUSTOMER:
         raise IllegalTransition(DISPUTE_MACHINE.name, dispute.status,
                                 DisputeStatus.INVESTIGATING)
-    before = _move(session, clock, dispute, DisputeStatus.INVESTIGATING)
+    asked_at = session.scalars(
+        sa.select(DisputeEvent.at).where(DisputeEvent.dispute_id == dispute.id,
+                                         DisputeEvent.kind == EventKind.INFO_REQUESTED)
+        .order_by(DisputeEvent.id.desc()).limit(1)).one()
+    waited = working_days_after(asked_at.astimezone(zone).date(), local_today(clock, zone))
+    before = _move(session, clock, dispute, DisputeStatus.INVESTIGATING,
+                   sla_due_on=add_working_days(dispute.sla_due_on, waited))
     event = _event(session, clock, dispute, EventKind.CUSTOMER_REPLIED, customer_id=customer_id,
                    before=before, after=dispute.status, body=body)
     _attach(session, clock, store, dispute, event, files)

@@ -181,7 +181,7 @@ def dispute_reply(dispute_id: int) -> ResponseReturnValue:
         return _detail(dispute, reply_form=form), 400
     try:
         disputes.reply(db.session, context.clock(), dispute, current_user.id, form.body.data,
-                       checked_uploads(form.files), store())
+                       checked_uploads(form.files), store(), context.settings().zone)
     except DomainError as exc:
         db.session.rollback()
         dispute = disputes.customer_dispute(db.session, current_user.id, dispute_id)

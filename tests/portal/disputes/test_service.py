@@ -3,6 +3,7 @@ audit, outbox), illegal and repeated moves refused, one adjustment, and the held
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -24,6 +25,8 @@ from portal.ledger.models import LedgerEntry
 from tests.helpers import run_concurrently
 
 from .helpers import issued_case, open_one
+
+ZONE = ZoneInfo("Asia/Shanghai")
 
 
 def test_sla_skips_national_day_and_counts_the_adjusted_saturday() -> None:
@@ -53,7 +56,7 @@ def test_a_dispute_through_its_steps_records_who_when_why(session, clock, tmp_pa
     service.investigate(session, clock, case.auditor, dispute, "checking the meter photo")
     service.request_info(session, clock, case.auditor, dispute, "请上传电表照片")
     assert dispute.status is DisputeStatus.AWAITING_CUSTOMER
-    service.reply(session, clock, dispute, case.customer_id, "照片见附件", [], case.store)
+    service.reply(session, clock, dispute, case.customer_id, "照片见附件", [], case.store, ZONE)
     assert dispute.status is DisputeStatus.INVESTIGATING
     service.message(session, clock, case.auditor, dispute, "we are re-reading the meter")
     service.uphold(session, clock, case.auditor, dispute, "the meter reads right")
@@ -81,16 +84,35 @@ def test_a_dispute_through_its_steps_records_who_when_why(session, clock, tmp_pa
     assert told[2].payload["params"]["outcome"] == "upheld"
 
 
+def test_the_sla_clock_stops_while_staff_wait_for_the_customer(session, clock,
+                                                              tmp_path) -> None:
+    clock.set(datetime(2026, 11, 2, 2, 0, tzinfo=UTC))  # Monday 10:00 in Beijing
+    case = issued_case(session, clock, tmp_path)
+    dispute = open_one(session, clock, case)
+    assert dispute.sla_due_on == date(2026, 11, 9)
+    service.assign(session, clock, case.auditor, dispute, case.auditor.id)
+    clock.set(datetime(2026, 11, 3, 8, 0, tzinfo=UTC))  # Tuesday 16:00: staff ask
+    service.request_info(session, clock, case.auditor, dispute, "请上传电表照片")
+    clock.set(datetime(2026, 11, 9, 1, 0, tzinfo=UTC))  # next Monday 09:00: the customer replies
+    service.reply(session, clock, dispute, case.customer_id, "照片见附件", [], case.store, ZONE)
+    # Wednesday to Friday and Monday, four working days waited: due four working days later
+    assert dispute.sla_due_on == date(2026, 11, 13)
+    service.request_info(session, clock, case.auditor, dispute, "再拍一张")
+    clock.set(datetime(2026, 11, 9, 6, 0, tzinfo=UTC))  # answered the same day: no wait counts
+    service.reply(session, clock, dispute, case.customer_id, "好的", [], case.store, ZONE)
+    assert dispute.sla_due_on == date(2026, 11, 13)
+
+
 def test_illegal_and_repeated_moves_change_nothing(session, clock, tmp_path) -> None:
     case = issued_case(session, clock, tmp_path)
     dispute = open_one(session, clock, case)
     with pytest.raises(IllegalTransition):  # nobody asked anything
-        service.reply(session, clock, dispute, case.customer_id, "hello", [], case.store)
+        service.reply(session, clock, dispute, case.customer_id, "hello", [], case.store, ZONE)
     with pytest.raises(IllegalTransition):  # an unassigned dispute is not investigated
         service.investigate(session, clock, case.auditor, dispute, "x")
     service.assign(session, clock, case.auditor, dispute, case.auditor.id)
     with pytest.raises(IllegalTransition):  # assigned, but still nobody asked anything
-        service.reply(session, clock, dispute, case.customer_id, "hello", [], case.store)
+        service.reply(session, clock, dispute, case.customer_id, "hello", [], case.store, ZONE)
     assert dispute.status is DisputeStatus.ASSIGNED
     assert EventKind.CUSTOMER_REPLIED not in [e.kind for e in dispute.events]
     service.withdraw(session, clock, dispute, case.customer_id, "resolved by phone")
