@@ -267,7 +267,7 @@ def _attach(session: Session, clock: Clock, store: FileStore, dispute: Dispute,
             event: DisputeEvent, files: Sequence[CheckedFile]) -> None:
     for checked in files:
         session.add(DisputeAttachment(
-            dispute_id=dispute.id, event_id=event.id, stored_name=store.save(checked),
+            dispute_id=dispute.id, event_id=event.id, stored_name=store.save(checked, session),
             original_name=checked.original_name, content_type=checked.content_type,
             size_bytes=len(checked.data), sha256=checked.sha256, uploaded_at=clock.now()))
 

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import filetype
 from PIL import Image, ImageOps, UnidentifiedImageError
+from sqlalchemy import event
+from sqlalchemy.orm import Session, SessionTransaction
 
 from portal.kernel.errors import DomainError, NotFound
 
@@ -221,18 +223,41 @@ def check_all(uploads: Sequence[Upload], rules: UploadRules) -> list[CheckedFile
 
 # --- the store -------------------------------------------------------------------------------
 
+# Files saved in a session's transaction and not yet committed with it (``FileStore.save``).
+_UNCOMMITTED = "dianfei.uncommitted_files"
+
+
+@event.listens_for(Session, "after_commit")
+def _keep_files(session: Session) -> None:
+    session.info.pop(_UNCOMMITTED, None)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_files(session: Session, transaction: SessionTransaction) -> None:
+    """The outermost transaction ended without a commit (``after_commit`` runs first and
+    keeps the files of one that committed): its files go too."""
+    if transaction.parent is None:
+        for path in session.info.pop(_UNCOMMITTED, ()):
+            path.unlink(missing_ok=True)
+
+
 class FileStore:
     """One folder of stored files, named at random; nothing outside it is ever read."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def save(self, checked: CheckedFile) -> str:
-        """The stored file's name (to keep on the row that owns it)."""
+    def save(self, checked: CheckedFile, session: Session) -> str:
+        """The stored file's name (to keep on the row that owns it, written in ``session``'s
+        transaction). The file lives exactly as long as that transaction's writes: it is
+        deleted when the transaction ends without a commit (rolled back, or the session closed
+        after an error), so a refused or failed request leaves no file behind."""
+        session.connection()  # in a transaction (begun if need be): its end decides the file
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         name = f"{secrets.token_hex(16)}.{checked.extension}"
         with open(self.root / name, "xb") as out:  # never overwrites
             out.write(checked.data)
+        session.info.setdefault(_UNCOMMITTED, []).append(self.root / name)
         return name
 
     def path(self, stored_name: str) -> Path:
@@ -247,6 +272,3 @@ class FileStore:
             return self.path(stored_name).read_bytes()
         except FileNotFoundError:
             raise NotFound(stored_name) from None
-
-    def delete(self, stored_name: str) -> None:
-        self.path(stored_name).unlink(missing_ok=True)

@@ -276,7 +276,7 @@ def request_plan(session: Session, clock: Clock, policy: PlanPolicy, zone: tzinf
     if attachment is not None:
         if store is None:
             raise ValueError("an attachment needs a store")
-        stored = store.save(attachment)
+        stored = store.save(attachment, session)
     now = clock.now()
     plan = PaymentPlan(
         account_id=account.id, customer_id=customer_id, status=PlanStatus.REQUESTED,

@@ -448,20 +448,16 @@ def submit(session: Session, clock: Clock, settings: Settings, customer_id: int,
     """Check ``entry`` as ``preview`` does, check (``photo_rules``) and store the one photo, and
     record the reading: ``accepted`` (and in the billing system) or ``flagged`` with its
     reasons. Raises what ``preview`` raises, PhotoRequired, an ``UploadRefused``, or BillingDown
-    (nothing is kept; try again later). On any error no photo file is left behind."""
+    (nothing is kept; try again later). The photo is kept only if the caller commits."""
     result = _customer_preview(session, clock, settings, customer_id, entry, lock=True)
     checked = check_all(photos, photo_rules(settings))
     if not checked:
         raise PhotoRequired()
     meter = _owned_meter(session, customer_id, entry.meter_id)
     store = photo_store(settings)
-    key = store.save(checked[0])
-    try:
-        return _store(session, clock, system, meter, result,
-                      ReadingSource.CUSTOMER, customer_id=customer_id, photo_key=key)
-    except BaseException:
-        store.delete(key)
-        raise
+    key = store.save(checked[0], session)
+    return _store(session, clock, system, meter, result,
+                  ReadingSource.CUSTOMER, customer_id=customer_id, photo_key=key)
 
 
 def list_for_customer(session: Session, customer_id: int, account_id: int | None = None,

@@ -118,7 +118,7 @@ def requested_plan(session: Session, clock: FrozenClock, account_no: str,
     from tests.portal.disputes.helpers import PDF_BYTES
 
     proof = uploads.check(uploads.Upload("proof.pdf", PDF_BYTES), uploads.UploadRules(1 << 20))
-    key = uploads.FileStore(attachment_dir).save(proof)
+    key = uploads.FileStore(attachment_dir).save(proof, session)
     now = clock.now()
     plan = PaymentPlan(account_id=account.id, customer_id=customer_id, total_fen=bill.total_fen,
                        reason="cash flow", requested_installments=3,
@@ -177,7 +177,7 @@ def flagged_reading(session: Session, clock: FrozenClock, account_no: str,
     customer_id = session.scalar(sa.select(Customer.id).where(Customer.phone == customer_phone))
     settings = context.settings()
     key = service.photo_store(settings).save(
-        check(Upload("meter.jpg", jpeg()), service.photo_rules(settings)))
+        check(Upload("meter.jpg", jpeg()), service.photo_rules(settings)), session)
     reading = Reading(meter_id=meter.id, period="2099-12", read_on=clock.now().date(),
                       value_kwh=Decimal(value), source=ReadingSource.CUSTOMER,
                       status=ReadingStatus.FLAGGED, submitted_by_customer_id=customer_id,

@@ -8,7 +8,9 @@ import struct
 import zlib
 
 import pytest
+import sqlalchemy as sa
 from PIL import Image
+from sqlalchemy.orm import Session
 
 from portal.kernel import uploads
 from portal.kernel.errors import NotFound
@@ -42,6 +44,10 @@ def png_claiming(width: int, height: int) -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
 
 
+def a_session() -> Session:
+    return Session(sa.create_engine("sqlite://"))
+
+
 def test_photos_and_pdfs_are_kept_under_random_names_and_read_back(tmp_path) -> None:
     store = FileStore(tmp_path / "files")
     checked = uploads.check_all([Upload("meter.png", image_bytes()),
@@ -49,13 +55,32 @@ def test_photos_and_pdfs_are_kept_under_random_names_and_read_back(tmp_path) -> 
                                  Upload("账单.pdf", PDF)], RULES)
     assert [(c.content_type, c.extension) for c in checked] == [
         ("image/png", "png"), ("image/jpeg", "jpg"), ("application/pdf", "pdf")]
-    names = [store.save(c) for c in checked]
+    session = a_session()
+    names = [store.save(c, session) for c in checked]
+    session.commit()
     assert all(uploads.STORED_NAME.fullmatch(n) for n in names) and len(set(names)) == 3
     assert store.read(names[0]) == image_bytes() and store.read(names[2]) == PDF
     assert checked[2].original_name == "账单.pdf"
-    store.delete(names[0])
     with pytest.raises(NotFound):
-        store.read(names[0])
+        store.read("0" * 32 + ".png")
+
+
+@pytest.mark.parametrize("end", ["rollback", "close"])
+def test_a_file_lives_only_if_its_transaction_commits(tmp_path, end) -> None:
+    """A request that fails after saving a file (its rows rolled back, or the session closed
+    after an error) leaves no file behind; one committed later, in a new transaction, stays."""
+    store = FileStore(tmp_path / "files")
+    checked = uploads.check(Upload("meter.png", image_bytes()), RULES)
+    session = a_session()
+    lost = store.save(checked, session)
+    getattr(session, end)()
+    with pytest.raises(NotFound):
+        store.read(lost)
+    kept = store.save(checked, session)
+    session.commit()
+    session.rollback()  # a later transaction ending without a commit keeps what was committed
+    assert store.read(kept) == image_bytes()
+    assert [p.name for p in (tmp_path / "files").iterdir()] == [kept]
 
 
 @pytest.mark.parametrize(("upload", "code"), [
@@ -113,7 +138,7 @@ def test_path_tricks_in_names_never_become_paths(tmp_path) -> None:
         shown = checked.original_name
         assert "/" not in shown and "\\" not in shown and shown.isprintable()
         assert not shown.startswith(".") and len(shown) <= uploads.MAX_NAME
-        assert store.path(store.save(checked)).parent == tmp_path / "files"
+        assert store.path(store.save(checked, a_session())).parent == tmp_path / "files"
     assert sorted(p.parent for p in tmp_path.rglob("*.png")) == [tmp_path / "files"] * 6
     for bad in ("../x.png", "a/b.png", "0" * 32 + ".html", "/etc/passwd", "0" * 32 + ".png/.."):
         with pytest.raises(ValueError):

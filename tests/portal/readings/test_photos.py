@@ -12,7 +12,9 @@ import zlib
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from PIL import Image
+from sqlalchemy.orm import Session
 
 from portal.kernel import uploads
 from portal.kernel.uploads import Upload, check_all
@@ -102,7 +104,8 @@ def test_one_photo_only_and_an_empty_input_is_no_photo(rules) -> None:
 def test_path_tricks_in_the_name_store_nothing_outside_the_folder(tmp_path, rules,
                                                                   name) -> None:
     folder = tmp_path / "photos"
-    key = service.photo_store(Settings(reading_photo_dir=folder)).save(_one(jpeg(), name, rules))
+    key = service.photo_store(Settings(reading_photo_dir=folder)).save(_one(jpeg(), name, rules),
+                                                                       Session(sa.create_engine("sqlite://")))
     assert uploads.STORED_NAME.fullmatch(key) and key.endswith(".jpg")
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [key]
     assert (folder / key).is_file()

@@ -89,6 +89,24 @@ def test_bad_input_is_refused_with_a_message_and_nothing_written(app, web, demo,
     assert not (tmp_path / "files").exists() or not any((tmp_path / "files").iterdir())
 
 
+def test_a_request_failing_after_its_files_were_saved_leaves_none(app, web, demo, tmp_path,
+                                                                  monkeypatch) -> None:
+    """The files are written before the rows that name them; when the request then fails (here
+    the audit write), its transaction is rolled back and the files go with it."""
+    web.login("13800000002", DEMO_PASSWORD)
+    bill_id = _bill_id(app, "1100000002")
+
+    def failing(*_args, **_kwargs):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(service, "_audit", failing)
+    response = _open(web, bill_id, files=[(io.BytesIO(png_bytes()), "电表.png")])
+    assert response.status_code == 500
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Dispute)) == 0
+    assert not any((tmp_path / "files").iterdir())
+
+
 def test_an_oversized_file_is_refused(app, web, demo) -> None:
     settings = app.extensions[context.SETTINGS_KEY]
     app.extensions[context.SETTINGS_KEY] = settings.model_copy(
