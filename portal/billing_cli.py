@@ -20,7 +20,6 @@ from billing_adapter.local import bill_run
 from billing_adapter.local.late_fees import CUSTOMER_CLASSES, late_fee
 from billing_adapter.local.pricing import Usage, UsageError, quote
 from billing_adapter.local.tariffs import TariffBook, TariffError, load_tariffs
-from billing_adapter.local.verification import Thresholds
 from portal import context
 from portal.extensions import db
 from portal.kernel.money import format_yuan
@@ -139,11 +138,7 @@ def run_command(period: date, chunk_size: int) -> None:
 
     Idempotent and resumable: accounts that have a bill for the month are skipped."""
     settings = context.settings()
-    config = bill_run.RunConfig(
-        due_day=settings.bill_due_day, chunk_size=chunk_size,
-        thresholds=Thresholds(low_ratio=settings.review_low_ratio,
-                              high_ratio=settings.review_high_ratio,
-                              min_history_months=settings.review_min_history_months))
+    config = bill_run.RunConfig.from_settings(settings, chunk_size=chunk_size)
     name = f"{period:%Y-%m}"
     book = bill_run.load_book(db.session)
     with click.progressbar(length=bill_run.count_accounts(db.session),

@@ -7,10 +7,12 @@ Flask-free; the ``billing run`` command and the demo call :func:`run`. Rules:
   crashed resumes where it stopped: accounts are taken in id order, in chunks, and each chunk is
   written and committed in its own transaction.
 * **Usage**: per meter, this period's reading minus that meter's latest earlier accepted reading
-  (each TOU register likewise), summed over the account's meters. A meter without an earlier
-  reading counts from 0: right for a new meter (a meter change is a new ``Meter`` row installed
-  in the period), held for review (``no_previous_reading``) otherwise. A register that went down
-  is held (``reading_went_down``) with 0 kWh and nothing priced.
+  (each TOU register likewise; a register that passed its last digit and restarted counts
+  through the wrap, ``portal.readings.rules.usage_between``), summed over the account's meters.
+  A meter without an earlier reading counts from 0: right for a new meter (a meter change is a
+  new ``Meter`` row installed in the period), held for review (``no_previous_reading``)
+  otherwise. A register that went down (not a rollover) is held (``reading_went_down``) with
+  0 kWh and nothing priced.
 * **Price**: ``pricing.quote`` (the one pricing rule), with ``prior_kwh`` = the kWh of the
   account's latest bill versions whose period starts in the same tier year before this period,
   for tariffs with annual tiers (0 for monthly ones). Identical inputs are priced once per run.
@@ -43,7 +45,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -57,6 +59,10 @@ from portal.kernel.clock import Clock
 from portal.ledger import service as ledger
 from portal.ledger.models import EntryKind, LedgerEntry
 from portal.readings.models import Reading, ReadingSource, ReadingStatus
+from portal.readings.rules import usage_between
+
+if TYPE_CHECKING:
+    from portal.settings import Settings
 
 REGISTERS = ("peak", "flat", "valley")
 BILLS, LINES, ENTRIES = (cast(sa.Table, model.__table__)
@@ -85,6 +91,19 @@ class RunConfig:
     due_day: int = 25
     thresholds: Thresholds = field(default_factory=Thresholds)
     chunk_size: int = 5000
+    meter_digits: int = 6  # whole-kWh digits of the registers: past them a register rolls over
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> RunConfig:
+        """The run the portal's settings ask for (the ``billing run`` command, a reviewer's
+        correction)."""
+        return cls(**{"due_day": settings.bill_due_day, "meter_digits":
+                      settings.reading_meter_digits,
+                      "thresholds": Thresholds(
+                          low_ratio=settings.review_low_ratio,
+                          high_ratio=settings.review_high_ratio,
+                          min_history_months=settings.review_min_history_months),
+                      **overrides})
 
 
 @dataclass
@@ -416,18 +435,19 @@ class _Planner:
             if before is None and not self.start <= installed_on <= self.end:
                 no_previous = meter_no
             base = before[2] if before is not None else ZERO
-            if now[2] < base:
+            used, _rolled = usage_between(base, now[2], self.config.meter_digits)
+            if used is None:
                 went_down = (meter_no, base, now[2])
-            total += now[2] - base
+            total += used or ZERO
             for index, name in enumerate(REGISTERS, start=3):
                 value = now[index]
                 if value is None:
                     continue
                 earlier = (before[index] or ZERO) if before is not None else ZERO
-                delta = value - earlier
-                if delta < 0:
+                part, _rolled = usage_between(earlier, value, self.config.meter_digits)
+                if part is None:
                     went_down = (f"{meter_no}/{name}", earlier, value)
-                registers[name] = (registers[name] or ZERO) + delta
+                registers[name] = (registers[name] or ZERO) + (part or ZERO)
         known = self.book.has(code)
         priced: _Priced | None = None
         if known and went_down is None:

@@ -171,10 +171,12 @@ def _checked_registers(book: TariffBook, meter: Meter, bill: Bill, value_kwh: De
 
 
 def correct(session: Session, clock: Clock, staff: StaffMember, bill: Bill, book: TariffBook,
-            *, meter_id: int, value_kwh: Decimal, registers: dict[str, Decimal | None],
-            reason: str) -> Bill:
-    """Store the right reading of the period and recompute the bill through the engine: the new
-    version, issued (charged, customers told) or held again. Does not commit."""
+            config: bill_run.RunConfig, *, meter_id: int, value_kwh: Decimal,
+            registers: dict[str, Decimal | None], reason: str) -> Bill:
+    """Store the right reading of the period and recompute the bill through the engine (a run
+    as ``config`` says): the new version, issued (charged, customers told) or held again. A
+    value below the previous reading is refused unless it is a rollover
+    (``rules.usage_between``). Does not commit."""
     _lock_newest(session, bill)
     meter = session.scalar(sa.select(Meter).where(Meter.id == meter_id,
                                                   Meter.account_id == bill.account_id))
@@ -183,7 +185,8 @@ def correct(session: Session, clock: Clock, staff: StaffMember, bill: Bill, book
     value_kwh, registers = _checked_registers(book, meter, bill, value_kwh, registers)
     current = _reading(session, meter.id, Reading.period == bill.period)
     previous = _reading(session, meter.id, Reading.period < bill.period)
-    if previous is not None and value_kwh < previous.value_kwh:
+    if previous is not None and rules.usage_between(previous.value_kwh, value_kwh,
+                                                    config.meter_digits)[0] is None:
         raise ReadingBelowPrevious(str(previous.value_kwh))
     session.add(Reading(
         meter_id=meter.id, period=bill.period,
@@ -193,7 +196,7 @@ def correct(session: Session, clock: Clock, staff: StaffMember, bill: Bill, book
         status=ReadingStatus.ACCEPTED, created_at=clock.now()))
     session.flush()
     try:
-        new = bill_run.reprice(session, clock, book, bill.account_id, bill.period)
+        new = bill_run.reprice(session, clock, book, bill.account_id, bill.period, config)
     except bill_run.PeriodError as exc:
         raise NoReadingToBill(bill.period) from exc
     audit.record(session, clock, "bill.correct", "bill", bill.id, staff_id=staff.id,

@@ -9,6 +9,7 @@ from flask import flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
+from billing_adapter.local import bill_run
 from billing_adapter.local.system import LocalBillingSystem
 from billing_adapter.local.tariffs import TariffBook
 from portal import context
@@ -105,8 +106,8 @@ def bill_review_correct(bill_id: int) -> ResponseReturnValue:
             raise bill_review.ExternalBilling()
         new = bill_review.correct(
             db.session, context.clock(), staff, bill, TariffBook.from_db(db.session),
-            meter_id=form.meter_id.data, value_kwh=form.decimal_value(),
-            registers=form.registers(), reason=form.reason.data)
+            bill_run.RunConfig.from_settings(context.settings()), meter_id=form.meter_id.data,
+            value_kwh=form.decimal_value(), registers=form.registers(), reason=form.reason.data)
     except DomainError as exc:
         db.session.rollback()
         return _detail(bill, correct_form=form, error=message_for(exc), status=exc.status)

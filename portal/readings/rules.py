@@ -118,10 +118,15 @@ def check_shape(total: Decimal | None, parts: Mapping[str, Decimal | None],
     return Registers(clean_total, clean)
 
 
-def _delta(previous: Decimal, current: Decimal, dial: Decimal) -> tuple[Decimal | None, bool]:
-    """(usage, rolled over); usage None when the register went down without a rollover."""
+def usage_between(previous: Decimal, current: Decimal,
+                  digits: int) -> tuple[Decimal | None, bool]:
+    """The one rule for what a register used from ``previous`` to ``current`` on a dial of
+    ``digits`` whole digits: (usage, rolled over); usage None when the register went down
+    without a rollover (counting through the wrap gives a tenth of the dial or more). The
+    readings' check, the bill run and a reviewer's correction all use it."""
     if current >= previous:
         return current - previous, False
+    dial = Decimal(10) ** digits
     wrapped = dial - previous + current
     if wrapped < dial / 10:
         return wrapped, True
@@ -131,7 +136,6 @@ def _delta(previous: Decimal, current: Decimal, dial: Decimal) -> tuple[Decimal 
 def assess(facts: Facts, thresholds: Thresholds) -> Assessment:
     """Every reason to flag this reading, in a fixed order, and the usage it implies."""
     reading, previous = facts.reading, facts.previous
-    dial = Decimal(10) ** facts.digits
     flags: list[Flag] = []
     if reading.parts:
         parts_sum = sum(reading.parts.values(), Decimal(0))
@@ -146,7 +150,7 @@ def assess(facts: Facts, thresholds: Thresholds) -> Assessment:
             flags.append(Flag(NO_PREVIOUS, (("meter", facts.meter_no),)))
         usage, register_usage = reading.total, dict(reading.parts)
     else:
-        usage, rollover = _delta(previous.total, reading.total, dial)
+        usage, rollover = usage_between(previous.total, reading.total, facts.digits)
         if usage is None:
             flags.append(Flag(WENT_DOWN, (("meter", facts.meter_no),
                                           ("previous", str(previous.total)),
@@ -155,7 +159,7 @@ def assess(facts: Facts, thresholds: Thresholds) -> Assessment:
             before = previous.parts.get(name)
             if before is None:
                 continue
-            part, wrapped = _delta(before, value, dial)
+            part, wrapped = usage_between(before, value, facts.digits)
             if part is None:
                 flags.append(Flag(WENT_DOWN, (("meter", f"{facts.meter_no}/{name}"),
                                               ("previous", str(before)),

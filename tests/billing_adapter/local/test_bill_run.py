@@ -228,6 +228,31 @@ def test_a_reading_lower_than_the_last_is_held_unpriced(session, clock) -> None:
     assert (bill.kwh, bill.total_fen, bill.lines) == (0, 0, [])
 
 
+def test_a_meter_that_rolled_over_is_billed_through_the_wrap(session, clock) -> None:
+    """A six-digit register that passed 999999 and restarted: 999800 -> 100 is 300 kWh, the
+    same bill as 1000 -> 1300."""
+    _account(session, clock, readings=(("2026-10", 999800), ("2026-11", 100)))
+    assert _run(session, clock).issued == 1
+    [bill] = _bills(session)
+    assert (bill.kwh, bill.total_fen, bill.review_reason) == (D(300), 14949, None)
+
+
+def test_on_a_longer_dial_the_same_readings_went_down(session, clock) -> None:
+    _account(session, clock, readings=(("2026-10", 999800), ("2026-11", 100)))
+    assert _held(session, clock, meter_digits=8).review_reason == (
+        "reading_went_down meter=990000000001 previous=999800.00 current=100.00")
+
+
+def test_a_tou_register_that_rolled_over_is_billed_through_the_wrap(session, clock) -> None:
+    _, meter = _account(session, clock, tariff="zhejiang-residential", readings=())
+    _read(session, clock, meter, "2026-10", 999900, peak=999850, valley=50)
+    _read(session, clock, meter, "2026-11", 200, peak=50, valley=150)  # total and peak wrapped
+    session.commit()
+    assert _run(session, clock).issued == 1
+    [bill] = _bills(session)
+    assert (bill.kwh, bill.peak_kwh, bill.valley_kwh) == (D(300), D(200), D(100))
+
+
 def test_a_spike_against_the_six_month_average_is_held(session, clock) -> None:
     acct, _ = _account(session, clock, readings=(("2026-10", 1000), ("2026-11", 1700)))
     for month in ("2026-06", "2026-08", "2026-10"):

@@ -150,6 +150,26 @@ def test_a_correction_below_the_earlier_reading_is_refused(session, web, clock, 
     assert bills.account_bills(session, bill.account_id)[0].id == bill.id
 
 
+def test_a_correction_through_a_rollover_is_billed_through_the_wrap(session, web, clock,
+                                                                   demo) -> None:
+    """The meter passed 999999 during the month: the reviewer enters what it shows (a small
+    number, below the previous reading), and the bill counts through the wrap."""
+    bill = _held(session, clock)
+    meter, _previous = _meter_and_previous(session, bill)
+    session.execute(sa.update(Reading).where(
+        Reading.meter_id == meter.id, Reading.period < bill.period).values(
+        value_kwh=Decimal(999900)))
+    session.commit()
+    staff_login(web, clock, "bj-auditor")
+    response = _post(web, f"/staff/bills/review/{bill.id}/correct", {
+        "meter_id": str(meter.id), "value_kwh": "100", "reason": "the meter rolled over"})
+    assert response.status_code == 302
+    db.session.expire_all()
+    newest = bills.account_bills(session, bill.account_id)[0]
+    assert newest.version == bill.version + 1 and newest.kwh == Decimal(200)
+    assert newest.status is BillStatus.ISSUED
+
+
 def test_a_correction_with_registers_the_meter_does_not_have_is_refused(session, web, clock,
                                                                          demo) -> None:
     """A plain meter's reading with peak/valley registers (or a TOU meter's registers that do
