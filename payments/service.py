@@ -222,42 +222,52 @@ def _param(column: sa.ColumnElement[Any]) -> sa.BindParameter[Any]:
 # UPDATE ... RETURNING id moving a matching open order to succeeded, and the read of the order
 # with the bills it covers.
 #
-# Two orders of one account may cover the same bill (a customer abandons a WeChat QR code and
-# pays by Alipay, then pays the QR code too) and succeed at once; so may an order and the
-# allocation of the account's prepaid balance. Each credits a bill up to what it owes, so what
-# it owes must be read after the other's credit has committed, or both pay it in full and the
-# surplus sits on the bill instead of in the prepaid balance. So the UPDATE also locks the
-# account row (as ``ledger.lock_account`` does) until the transaction ends, and the general way
-# (``_SUCCEED``) reads the bills after it. The one-statement way reads them before, so it is
-# taken only when no other order of the account is open (``others_open``), and its UPDATE
-# (``_SUCCEED_UNLESS_BUSY``) moves nothing when the account is locked (``SKIP LOCKED``): then
-# the general way waits for the lock.
+# Each credits a bill up to what it owes, so what a bill owes must be read after any other
+# credit to it has committed: two orders of one account covering the same bill (a customer
+# abandons a WeChat QR code and pays by Alipay, then pays the QR code too) succeeding at once,
+# an allocation of the prepaid balance, a dispute's credit moving the bill to a new version.
+# Else both pay it in full and the surplus sits on the bill instead of in the prepaid balance.
+# So the UPDATE also locks the account row (as ``ledger.lock_account`` and every writer that
+# decides from what a bill owes do) until the transaction ends, and the general way
+# (``_SUCCEED``) reads the bills after it. The one-statement way reads them before, so its
+# UPDATE (``_SUCCEED_UNLESS_BUSY``) moves nothing, and the general way takes over, when another
+# order of the account is open (``others_open``), when the account is locked (``SKIP LOCKED``),
+# or when a ledger entry was written on a covered bill since the read (entries are
+# append-only: their count is the bills' version).
 _orders = sa.inspect(PaymentOrder).local_table
 _accounts = sa.inspect(ElectricityAccount).local_table
 _other_orders = _orders.alias("other_orders")
+_order_bills = sa.inspect(PaymentOrderBill).local_table
+_bills = sa.inspect(Bill).local_table
+_entries = sa.inspect(LedgerEntry).local_table
+_covering = _order_bills.alias("covering")
+_entries_on_covered = (  # the order's covered bills' ledger entries, counted
+    sa.select(sa.func.count())
+    .select_from(_entries.join(_covering, _covering.c.bill_id == _entries.c.bill_id))
+    .where(_covering.c.order_id == _orders.c.id).scalar_subquery())
 
 
-def _succeed(*, skip_locked: bool) -> sa.Update:
+def _succeed(*, alone: bool) -> sa.Update:
+    guards = [_entries_on_covered == sa.bindparam("b_entries_seen", type_=sa.Integer)] \
+        if alone else []
     return ORDER_MACHINE.matching(
         PaymentOrder, OPEN, OrderStatus.SUCCEEDED,
         _orders.c.order_no == _param(_orders.c.order_no),
         _orders.c.channel == _param(_orders.c.channel),
         _orders.c.amount_fen == _param(_orders.c.amount_fen),
         _orders.c.currency == _param(_orders.c.currency),
+        *guards,
         _orders.c.account_id.in_(sa.select(_accounts.c.id)
                                  .where(_accounts.c.id == _orders.c.account_id)
-                                 .with_for_update(key_share=True, skip_locked=skip_locked)),
+                                 .with_for_update(key_share=True, skip_locked=alone)),
         returning=(_orders.c.id,),
         paid_at=_param(_orders.c.paid_at), channel_trade_no=_param(_orders.c.channel_trade_no),
         next_query_at=None, updated_at=_param(_orders.c.updated_at),
     )
 
 
-_SUCCEED = _succeed(skip_locked=False)
-_SUCCEED_UNLESS_BUSY = _succeed(skip_locked=True)
-_order_bills = sa.inspect(PaymentOrderBill).local_table
-_bills = sa.inspect(Bill).local_table
-_entries = sa.inspect(LedgerEntry).local_table
+_SUCCEED = _succeed(alone=False)
+_SUCCEED_UNLESS_BUSY = _succeed(alone=True)
 
 
 # The order by number, with each bill it covers (oldest first) and what that bill owes now;
@@ -270,7 +280,8 @@ _ORDER_AND_COVERED = (
               _order_bills.c.bill_id, _bills.c.period, _owed.label("owed"),
               sa.exists().where(_other_orders.c.account_id == _orders.c.account_id,
                                 _other_orders.c.id != _orders.c.id,
-                                _other_orders.c.status.in_(sorted(OPEN))).label("others_open"))
+                                _other_orders.c.status.in_(sorted(OPEN))).label("others_open"),
+              _entries_on_covered.label("entries_seen"))
     .select_from(_orders.join(_accounts, _accounts.c.id == _orders.c.account_id)
                  .outerjoin(_order_bills, _order_bills.c.order_id == _orders.c.id)
                  .outerjoin(_bills, _bills.c.id == _order_bills.c.bill_id))
@@ -436,7 +447,9 @@ def _succeed_at_once(connection: sa.Connection, clock: Clock, channel_name: str,
     if remaining > 0:  # overpaid: the balance is allocated in the session's transaction
         return None
     moved, written = move_and_insert(
-        connection, _SUCCEED_UNLESS_BUSY, _success_params(channel_name, trade, paid_at, now),
+        connection, _SUCCEED_UNLESS_BUSY,
+        {**_success_params(channel_name, trade, paid_at, now),
+         "b_entries_seen": order.entries_seen},
         [*credit, event_row(clock, channel_name, notification, Outcome.APPLIED)])
     if not moved:
         return None

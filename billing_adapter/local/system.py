@@ -251,6 +251,7 @@ class LocalBillingSystem:
         _check_amount(adjustment.amount_fen, positive=False)
         _check_period(adjustment.period)
         account = self._account(adjustment.account_no)
+        ledger.lock_account(self.session, account.id)  # the balance moved is read below
         ref = adjustment_ref(adjustment.adjustment_no)
         done = self.session.scalars(sa.select(LedgerEntry).where(LedgerEntry.ref == ref)).first()
         if done is not None:

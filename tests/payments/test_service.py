@@ -7,6 +7,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from billing_adapter.base import Adjustment
+from billing_adapter.local.system import LocalBillingSystem
 from payments import service
 from payments.channels.base import (
     ChannelError,
@@ -307,6 +309,72 @@ def test_a_bill_paid_by_another_order_while_a_success_is_applied_is_not_paid_twi
     # the first 3000 finds the old bill paid: it goes to the balance, which pays the new bill
     assert ledger.owed_by_bill(session, [old.id, new.id]) == {old.id: 0, new.id: 2000}
     assert payments_of(session, account_id) == [(old.id, -3000), (None, -3000)]
+
+
+def _credit_lands_after_the_read(monkeypatch, session: Session, credit) -> None:  # type: ignore[no-untyped-def]
+    """Between the one-statement way's read and its write, ``credit(other_session)`` runs
+    and commits."""
+    engine, read = session.get_bind(), service._order_and_covered
+    done: list[bool] = []
+
+    def read_then_credit(connection: sa.Connection, order_no: str):  # type: ignore[no-untyped-def]
+        found = read(connection, order_no)
+        if not done:
+            done.append(True)
+            with Session(engine) as other:
+                credit(other)
+                other.commit()
+        return found
+
+    monkeypatch.setattr(service, "_order_and_covered", read_then_credit)
+
+
+@PG_ONLY
+def test_a_dispute_credit_landing_during_a_success_moves_the_bill_first(session, clock,
+                                                                       monkeypatch):
+    """A dispute's credit of 10 yuan makes the bill a new version (what v1 owed moves to v2)
+    just after the notification read what v1 owed: the success pays v2, and the 10 yuan the
+    customer paid beyond it is prepaid balance."""
+    acct = factories.account(session, clock)
+    old = issued(session, clock, acct, "2026-10", (3000,), date(2026, 11, 25))
+    session.commit()
+    channel = FakeChannel()
+    order = order_for(session, clock, acct.id, bill_ids=[old.id])
+    checkout(session, clock, channel, order)
+    note = success(channel, order.order_no, 3000)
+    account_no = acct.account_no
+    session.commit()
+    _credit_lands_after_the_read(monkeypatch, session, lambda other: LocalBillingSystem(
+        other, clock).apply_adjustment(Adjustment("ADJ1", account_no, "2026-10", -1000, "异议")))
+    assert service.handle_notification(session, clock, "wechat", note) == \
+        service.Outcome.APPLIED
+    session.commit()
+    v2 = session.scalars(sa.select(Bill).where(Bill.account_id == acct.id,
+                                               Bill.period == "2026-10", Bill.version == 2)).one()
+    assert ledger.owed_by_bill(session, [old.id, v2.id]) == {old.id: 0, v2.id: 0}
+    assert ledger.prepaid_balance(session, acct.id) == 1000
+
+
+@PG_ONLY
+def test_an_allocation_landing_during_a_success_is_not_paid_over(session, clock, two_bills,
+                                                                 monkeypatch):
+    account_id, old, new = two_bills
+    channel = FakeChannel()
+    order = order_for(session, clock, account_id, bill_ids=[old.id])
+    checkout(session, clock, channel, order)
+    note = success(channel, order.order_no, 3000)
+    session.commit()
+
+    def counter_payment(other: Session) -> None:
+        ledger.post(other, clock, account_id=account_id, kind=EntryKind.PAYMENT,
+                    amount_fen=-3000, ref="counter:1", effective_on=TODAY)
+        ledger.apply_prepaid(other, clock, account_id, TODAY)
+
+    _credit_lands_after_the_read(monkeypatch, session, counter_payment)
+    assert service.handle_notification(session, clock, "wechat", note) == \
+        service.Outcome.APPLIED
+    session.commit()
+    assert ledger.owed_by_bill(session, [old.id, new.id]) == {old.id: 0, new.id: 2000}
 
 
 @PG_ONLY
