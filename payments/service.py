@@ -602,7 +602,10 @@ def _finish_refund(session: Session, clock: Clock, refund: Refund, result: Refun
 def _debit_refund(session: Session, clock: Clock, refund: Refund, order: PaymentOrder,
                   today: date) -> None:
     """Refunded money leaves the prepaid balance first; the rest un-pays the bills this order
-    paid, newest first, so they show as owed again. One REFUND entry per part."""
+    paid, newest first, then, for money of the order that reached other bills through the
+    balance (a top-up the next bill consumed), the account's paid bills, newest first: they
+    show as owed again. One REFUND entry per part; what is bill-less is only what none of
+    these could take (the balance never hides a debt otherwise)."""
     memo = f"refund of {order.order_no}"
     ledger.lock_account(session, order.account_id)
     from_pool = min(ledger.prepaid_balance(session, order.account_id), refund.amount_fen)
@@ -628,6 +631,16 @@ def _debit_refund(session: Session, clock: Clock, refund: Refund, order: Payment
                     ref=f"refund:{refund.refund_no}:bill:{bill_id}", effective_on=today,
                     memo=memo)
         rest -= part
+    if rest > 0:
+        for bill_id, paid_fen in ledger.paid_bills_newest_first(session, order.account_id):
+            part = min(paid_fen, rest)
+            ledger.post(session, clock, account_id=order.account_id, bill_id=bill_id,
+                        kind=EntryKind.REFUND, amount_fen=part,
+                        ref=f"refund:{refund.refund_no}:balance:{bill_id}", effective_on=today,
+                        memo=memo)
+            rest -= part
+            if rest == 0:
+                break
     if from_pool + rest > 0:
         ledger.post(session, clock, account_id=order.account_id, kind=EntryKind.REFUND,
                     amount_fen=from_pool + rest, ref=f"refund:{refund.refund_no}",

@@ -582,3 +582,46 @@ def test_a_partial_refund_takes_the_prepaid_balance_first_then_the_newest_bill(s
     keys = set(session.scalars(sa.select(OutboxMessage.dedup_key).where(
         OutboxMessage.topic == "billing.reverse_payment")))
     assert keys == {f"reverse:{order.order_no}:{no}" for no in numbers}
+
+
+def _refund_all(session, clock, staff, channel: FakeChannel, order: PaymentOrder,
+                amount_fen: int) -> None:
+    channel.refund_state = RefundState.SUCCEEDED
+    refund = service.request_refund(session, clock, order_no=order.order_no,
+                                    amount_fen=amount_fen, reason="moved out",
+                                    requested_by=staff[0])
+    service.approve_refund(session, clock, refund, approved_by=staff[1])
+    assert service.send_refund(session, clock, channel, refund, timedelta(minutes=5)) == \
+        RefundStatus.SUCCEEDED
+
+
+def test_refunding_a_top_up_the_next_bill_consumed_shows_that_bill_owed_again(session, clock,
+                                                                              staff):
+    acct = factories.account(session, clock)
+    channel = FakeChannel()
+    top_up = order_for(session, clock, acct.id, bill_ids=[], topup_fen=5000)
+    checkout(session, clock, channel, top_up)
+    service.apply_trade(session, clock, "wechat", channel.pay(top_up.order_no, 5000), "notify")
+    session.commit()
+    bill = issued(session, clock, acct, "2026-11", (5000,), date(2026, 12, 25))  # paid by it
+    session.commit()
+    assert ledger.owed_by_bill(session, [bill.id]) == {bill.id: 0}
+    _refund_all(session, clock, staff, channel, top_up, 5000)
+    # the customer has the money back and owes the bill again: reminders and late fees see it
+    assert [(b.id, owed) for b, owed in ledger.owed_bills(session, acct.id)] == [(bill.id, 5000)]
+    assert ledger.prepaid_balance(session, acct.id) == 0
+    assert ledger.owed_by_account(session, [acct.id]) == {acct.id: 5000}
+
+
+def test_refunding_an_overpayment_the_balance_spent_on_another_bill_unpays_both(
+        session, clock, staff, two_bills):
+    account_id, old, new = two_bills
+    channel = FakeChannel()
+    order = order_for(session, clock, account_id, bill_ids=[old.id], topup_fen=5000)
+    checkout(session, clock, channel, order)
+    service.apply_trade(session, clock, "wechat", channel.pay(order.order_no, 8000), "notify")
+    session.commit()
+    assert ledger.owed_by_bill(session, [old.id, new.id]) == {old.id: 0, new.id: 0}
+    _refund_all(session, clock, staff, channel, order, 8000)
+    assert ledger.owed_by_bill(session, [old.id, new.id]) == {old.id: 3000, new.id: 5000}
+    assert ledger.prepaid_balance(session, account_id) == 0
