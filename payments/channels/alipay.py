@@ -381,9 +381,12 @@ class AlipayChannel:
             "refund_amount": fen_to_yuan_str(request.amount_fen),
             "refund_reason": request.reason[:256],
         })
-        # code 10000 is a completed refund; fund_change=N means this out_request_no was already
-        # refunded by an earlier attempt, which is the same outcome.
-        return RefundResult(refund_no=request.refund_no, state=RefundState.SUCCEEDED,
+        # code 10000 with fund_change=Y: the money moved now. N (or none) is not a failure but
+        # not proof either (Alipay: a repeat of a refunded out_request_no, or one still being
+        # processed): pending, and query_refund's refund_status decides.
+        moved = response.get("fund_change") == "Y"
+        return RefundResult(refund_no=request.refund_no,
+                            state=RefundState.SUCCEEDED if moved else RefundState.PENDING,
                             channel_refund_no=response.get("trade_no"),
                             amount_fen=request.amount_fen)
 

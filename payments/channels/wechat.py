@@ -61,7 +61,10 @@ REFUND_STATES: Mapping[str, RefundState] = {
     "SUCCESS": RefundState.SUCCEEDED,
     "PROCESSING": RefundState.PENDING,
     "CLOSED": RefundState.FAILED,
-    "ABNORMAL": RefundState.FAILED,  # the money could not reach the payer; staff must act
+    # The payer's card refused the money: staff finish it in the merchant platform, after which
+    # it reads SUCCESS. Not failed: a failed refund frees its amount for another refund, and
+    # the customer would be paid twice.
+    "ABNORMAL": RefundState.PENDING,
 }
 # Close answers these when the order was paid (the v3 docs and live gateways use both spellings).
 ALREADY_PAID_CODES = frozenset({"ORDERPAID", "ORDER_PAID", "TRADE_STATE_ERROR"})

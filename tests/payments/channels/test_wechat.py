@@ -293,6 +293,16 @@ def test_refund_retried_with_the_same_number_refunds_once(world: World) -> None:
     assert world.channel.query("DF20261203000001").state is TradeState.REFUNDED
 
 
+def test_an_abnormal_refund_stays_pending_until_it_is_finished_by_hand(world: World) -> None:
+    paid(world)
+    world.channel.refund(refund_request())
+    [sent] = world.gateway.refunds.values()
+    sent.status = "ABNORMAL"  # the payer's bank card was closed
+    assert world.channel.query_refund(refund_request()).state is RefundState.PENDING
+    sent.status = "SUCCESS"  # staff sent it to another account in the merchant platform
+    assert world.channel.query_refund(refund_request()).state is RefundState.SUCCEEDED
+
+
 def test_refund_beyond_the_order_amount_is_refused(world: World) -> None:
     paid(world)
     world.channel.refund(refund_request("RF1", 12000))
