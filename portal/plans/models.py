@@ -18,9 +18,11 @@ While a plan is ``active`` (in good standing) its covered bills are held
 nothing: the bills are back on the normal ladder, their late fees counted from their own due
 dates as if the plan had never existed.
 
-Whether an installment is paid derives from its payment orders (``PlanOrder``: an installment
-is paid when one of its orders succeeded); ``PlanInstallment.paid_at`` records it when the plan is
-next settled (``service.settle``), so the payment success path stays the payments package's own.
+Whether an installment is paid derives from the plan's payment orders (``PlanOrder``): what its
+succeeded orders paid, less refunds, covers the installments in sequence, and an installment is
+paid once that running total reaches what is due through it (``service.installments_paid``);
+``PlanInstallment.paid_at`` records it when the plan is next settled (``service.settle``), so
+the payment success path stays the payments package's own.
 """
 
 from __future__ import annotations
@@ -132,8 +134,8 @@ class PlanBill(IdMixin, Base):
 
 
 class PlanInstallment(IdMixin, Base):
-    """One installment of an accepted plan (``seq`` from 1); ``paid_at`` once an order of it
-    succeeded (recorded by ``service.settle``)."""
+    """One installment of an accepted plan (``seq`` from 1); ``paid_at`` and ``order_id`` once
+    the plan's paid orders cover it (the order that did; recorded by ``service.settle``)."""
 
     __tablename__ = "payment_plan_installments"
     __table_args__ = (
@@ -151,7 +153,7 @@ class PlanInstallment(IdMixin, Base):
 
 class PlanOrder(IdMixin, Base):
     """A payment order opened to pay an installment (an installment may have several: one
-    abandoned, the next one paid)."""
+    abandoned, the next one paid; if both are paid, the second counts for the next one)."""
 
     __tablename__ = "payment_plan_orders"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from notifications import staff as staff_messages
 from payments import service as payments
 from payments.channels.base import Scene
-from payments.models import PaymentOrder
-from payments.states import OrderStatus
+from payments.models import PaymentOrder, Refund
+from payments.states import OrderStatus, RefundStatus
 from portal.accounts.models import CustomerClass, ElectricityAccount
 from portal.backoffice.models import Permission, StaffMember
 from portal.backoffice.service import account_filter
@@ -140,6 +140,35 @@ def schedule(total_fen: int, count: int, first_due_on: date) -> list[Installment
     return [Installment(seq, amount, due) for seq, (amount, due) in enumerate(
         zip(split_installments(total_fen, count), due_dates(first_due_on, count), strict=True),
         start=1)]
+
+
+@dataclass(frozen=True)
+class PlanPayment:
+    """A succeeded installment order of a plan: what it paid, less what was refunded of it."""
+    order_id: int
+    paid_at: datetime
+    amount_fen: int
+
+
+def installments_paid(amounts: Sequence[int],
+                      paid: Sequence[PlanPayment]) -> list[PlanPayment | None]:
+    """The installment payment rule: what the plan's orders paid, in the order they were paid,
+    is a running total that covers the installments in sequence, whichever installment each
+    order was opened for. Installment k is paid once the running total reaches what is due
+    through it (installments 1..k together); it is paid by the payment that got there. So an
+    order beyond its own installment pays the next unpaid one, and an installment only partly
+    covered is not paid. For each installment (in ``seq`` order), its payment or None."""
+    result: list[PlanPayment | None] = []
+    payments_left = iter(paid)
+    due = total = 0
+    last: PlanPayment | None = None
+    for amount in amounts:
+        due += amount
+        while total < due and (payment := next(payments_left, None)) is not None:
+            total += payment.amount_fen
+            last = payment
+        result.append(last if total >= due else None)
+    return result
 
 
 def plan_schedule(plan: PaymentPlan) -> list[Installment]:
@@ -448,7 +477,8 @@ def open_installment_order(session: Session, clock: Clock, customer_id: int, pla
                            first_query_after: timedelta) -> PaymentOrder:
     """A payment order for the next unpaid installment: the installment's amount (no more than
     the covered bills still owe) paid against the covered bills oldest first, through the normal
-    order path. The installment counts as paid once this order succeeds. Flushes."""
+    order path. What the order pays counts towards the installments in sequence
+    (``installments_paid``), whichever one it was opened for. Flushes."""
     settle(session, clock, [plan.id])  # an installment paid since the page was shown
     session.refresh(plan)
     if plan.status != PlanStatus.ACTIVE:
@@ -469,23 +499,65 @@ def open_installment_order(session: Session, clock: Clock, customer_id: int, pla
 
 # --- the daily sweep -------------------------------------------------------------------------
 
-def settle(session: Session, clock: Clock, plan_ids: Sequence[int] | None = None) -> int:
-    """Record installments whose order succeeded as paid, and complete active plans whose
-    installments are all paid or whose bills owe nothing any more. Returns the plans completed.
-    Set-based; ``plan_ids`` limits it to some plans (a page view)."""
-    paid = (sa.select(PaymentOrder.id, PaymentOrder.paid_at)
-            .join(PlanOrder, PlanOrder.order_id == PaymentOrder.id)
-            .where(PlanOrder.installment_id == PlanInstallment.id,
-                   PaymentOrder.status == OrderStatus.SUCCEEDED)
-            .order_by(PaymentOrder.paid_at, PaymentOrder.id).limit(1))
-    unpaid = [PlanInstallment.paid_at.is_(None)]
+def plan_payments(session: Session,
+                  plan_ids: Sequence[int] | None = None) -> dict[int, list[PlanPayment]]:
+    """The succeeded installment orders of each plan (of ``plan_ids``, or of every plan with an
+    unpaid installment), oldest payment first, each less what succeeded refunds of it returned:
+    what ``installments_paid`` counts."""
+    refunded = (sa.select(Refund.order_id, sa.func.sum(Refund.amount_fen).label("fen"))
+                .where(Refund.status == RefundStatus.SUCCEEDED)
+                .group_by(Refund.order_id).subquery())
+    query = (sa.select(PlanInstallment.plan_id, PaymentOrder.id, PaymentOrder.paid_at,
+                       PaymentOrder.amount_fen - sa.func.coalesce(refunded.c.fen, 0))
+             .join(PlanOrder, PlanOrder.installment_id == PlanInstallment.id)
+             .join(PaymentOrder, PaymentOrder.id == PlanOrder.order_id)
+             .outerjoin(refunded, refunded.c.order_id == PaymentOrder.id)
+             .where(PaymentOrder.status == OrderStatus.SUCCEEDED)
+             .order_by(PlanInstallment.plan_id, PaymentOrder.paid_at, PaymentOrder.id))
     if plan_ids is not None:
-        unpaid.append(PlanInstallment.plan_id.in_(list(plan_ids)))
-    session.execute(
-        sa.update(PlanInstallment).where(*unpaid, paid.exists())
-        .values(order_id=paid.with_only_columns(PaymentOrder.id).scalar_subquery(),
-                paid_at=paid.with_only_columns(PaymentOrder.paid_at).scalar_subquery())
-        .execution_options(synchronize_session=False))
+        query = query.where(PlanInstallment.plan_id.in_(list(plan_ids)))
+    else:
+        query = query.where(PlanInstallment.plan_id.in_(
+            sa.select(PlanInstallment.plan_id).where(PlanInstallment.paid_at.is_(None))))
+    paid: dict[int, list[PlanPayment]] = {}
+    for plan_id, order_id, paid_at, amount in session.execute(query).tuples():
+        assert paid_at is not None  # noqa: S101  (a succeeded order has its paid_at)
+        paid.setdefault(plan_id, []).append(PlanPayment(order_id, paid_at, int(amount)))
+    return paid
+
+
+def settle(session: Session, clock: Clock, plan_ids: Sequence[int] | None = None) -> int:
+    """Record installments paid by the rule (``installments_paid``) on the installment
+    (``paid_at``, ``order_id``: the payment that covered it), and complete active plans whose
+    installments are all paid or whose bills owe nothing any more. Returns the plans completed.
+    ``plan_ids`` limits it to some plans (a page view).
+
+    Each record is a guarded UPDATE of an installment still unpaid, so settling twice, or two
+    settles at once (a page view and the sweep), record an installment once; a recorded
+    installment stays paid (what a later refund takes back is owed on the bills again)."""
+    paid = plan_payments(session, plan_ids)
+    installments: dict[int, list[tuple[int, int, datetime | None]]] = {}
+    for plan_id, installment_id, amount, paid_at in session.execute(
+            sa.select(PlanInstallment.plan_id, PlanInstallment.id, PlanInstallment.amount_fen,
+                      PlanInstallment.paid_at)
+            .where(PlanInstallment.plan_id.in_(list(paid)))
+            .order_by(PlanInstallment.plan_id, PlanInstallment.seq)).tuples():
+        installments.setdefault(plan_id, []).append((installment_id, amount, paid_at))
+    records = [
+        {"b_id": installment_id, "b_order_id": payment.order_id, "b_paid_at": payment.paid_at}
+        for plan_id, rows in installments.items()
+        for (installment_id, _amount, paid_at), payment in zip(
+            rows, installments_paid([amount for _i, amount, _p in rows], paid[plan_id]),
+            strict=True)
+        if payment is not None and paid_at is None]
+    if records:  # executemany on the connection: guarded, and no ORM bulk-update semantics
+        session.connection().execute(
+            sa.update(PlanInstallment)
+            .where(PlanInstallment.id == sa.bindparam("b_id", type_=PlanInstallment.id.type),
+                   PlanInstallment.paid_at.is_(None))
+            .values(order_id=sa.bindparam("b_order_id", type_=PlanInstallment.order_id.type),
+                    paid_at=sa.bindparam("b_paid_at", type_=PlanInstallment.paid_at.type)),
+            records)
     active = sa.select(PaymentPlan).where(PaymentPlan.status == PlanStatus.ACTIVE)
     if plan_ids is not None:
         active = active.where(PaymentPlan.id.in_(list(plan_ids)))

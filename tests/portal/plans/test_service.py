@@ -4,7 +4,7 @@ orders paid through the normal payment path."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -358,6 +358,135 @@ def test_a_paid_installment_keeps_the_plan_in_good_standing(session, clock):
     assert service.sweep(session, clock, POLICY, ZONE).defaulted == 0
     session.refresh(plan)
     assert plan.status == PlanStatus.ACTIVE and plan.installments[0].paid_at is not None
+
+
+def test_a_second_paid_order_for_an_installment_counts_for_the_next_one(session, clock):
+    _acct, made, customer, plan, _c = _active(session, clock)
+    orders = [service.open_installment_order(
+        session, clock, customer.id, plan, 1, channel="wechat", scene=Scene.DESKTOP,
+        lifetime=timedelta(minutes=30), first_query_after=timedelta(minutes=1))
+        for _ in range(2)]
+    for n, order in enumerate(orders):
+        assert payments.apply_trade(session, clock, "wechat", Trade(
+            order.order_no, TradeState.SUCCEEDED, order.amount_fen, channel_trade_no=f"T{n}"),
+            "notify") == payments.Outcome.APPLIED
+    assert sum(ledger.owed_by_bill(session, [b.id for b in made]).values()) == 50000 - 2 * 16666
+    clock.set(clock.now().replace(year=2027, month=2, day=21))
+    service.sweep(session, clock, POLICY, ZONE)
+    session.refresh(plan)
+    assert plan.status == PlanStatus.ACTIVE  # fails today: DEFAULTED
+    assert [i.paid_at is not None for i in plan.installments][:2] == [True, True]
+
+
+def _open(session, clock, plan, customer, seq):
+    return service.open_installment_order(
+        session, clock, customer.id, plan, seq, channel="wechat", scene=Scene.DESKTOP,
+        lifetime=timedelta(minutes=30), first_query_after=timedelta(minutes=1))
+
+
+def _succeed(session, clock, order):
+    return payments.apply_trade(session, clock, "wechat", Trade(
+        order.order_no, TradeState.SUCCEEDED, order.amount_fen,
+        channel_trade_no=f"T{order.id}"), "notify")
+
+
+def test_a_second_order_paying_exactly_through_installment_2_pays_it(session, clock):
+    _acct, made, customer, plan, _c = _active(session, clock)
+    first, second = _open(session, clock, plan, customer, 1), _open(session, clock, plan,
+                                                                    customer, 1)
+    assert _succeed(session, clock, first) == payments.Outcome.APPLIED
+    service.settle(session, clock, [plan.id])
+    session.refresh(plan)
+    assert [(i.order_id, i.paid_at) for i in plan.installments] == [
+        (first.id, clock.now()), (None, None), (None, None)]
+    clock.advance(timedelta(days=1))  # the abandoned QR code is paid the next day
+    assert _succeed(session, clock, second) == payments.Outcome.APPLIED
+    assert service.settle(session, clock, [plan.id]) == 0
+    session.refresh(plan)
+    recorded = [(i.order_id, i.paid_at) for i in plan.installments]
+    assert recorded == [(first.id, clock.now() - timedelta(days=1)), (second.id, clock.now()),
+                        (None, None)]
+    # the same notification again, and settling again, change nothing
+    assert _succeed(session, clock, second) == payments.Outcome.DUPLICATE
+    clock.advance(timedelta(hours=1))
+    assert service.settle(session, clock) == 0
+    session.refresh(plan)
+    assert [(i.order_id, i.paid_at) for i in plan.installments] == recorded
+    with pytest.raises(service.NotNextInstallment):
+        _open(session, clock, plan, customer, 2)
+    third = _open(session, clock, plan, customer, 3)
+    assert third.amount_fen == 16668
+    _succeed(session, clock, third)
+    assert service.settle(session, clock) == 1
+    session.refresh(plan)
+    assert plan.status == PlanStatus.COMPLETED
+    assert [i.order_id for i in plan.installments] == [first.id, second.id, third.id]
+    assert ledger.owed_by_bill(session, [b.id for b in made]) == {made[0].id: 0, made[1].id: 0}
+    assert session.scalar(sa.select(AuditEntry.details).where(
+        AuditEntry.action == "plan.complete")) == {"all_installments_paid": True}
+
+
+def test_a_partial_overpayment_does_not_pay_the_next_installment(session, clock):
+    _acct, made, customer, plan, _c = _active(session, clock)
+    _succeed(session, clock, _open(session, clock, plan, customer, 1))
+    for order in [_open(session, clock, plan, customer, 2) for _ in range(2)]:
+        _succeed(session, clock, order)
+    # 3 x 16666 = 49998 fen paid: installment 3 (16668, through it 50000) is 2 fen short
+    assert service.settle(session, clock, [plan.id]) == 0
+    session.refresh(plan)
+    assert [i.paid_at is not None for i in plan.installments] == [True, True, False]
+    assert sum(ledger.owed_by_bill(session, [b.id for b in made]).values()) == 2
+    assert plan.status == PlanStatus.ACTIVE and service.next_installment(plan).seq == 3
+    last = _open(session, clock, plan, customer, 3)
+    assert last.amount_fen == 2  # what the bills still owe
+    _succeed(session, clock, last)
+    assert service.settle(session, clock, [plan.id]) == 1
+    session.refresh(plan)
+    assert plan.status == PlanStatus.COMPLETED
+    assert [i.paid_at is not None for i in plan.installments] == [True, True, True]
+
+
+def test_what_was_refunded_of_an_order_does_not_count(session, clock):
+    from payments.channels.base import RefundState
+    from payments.states import RefundStatus
+    from tests.payments.fakes import FakeChannel
+
+    _acct, made, customer, plan, _c = _active(session, clock)
+    orders = [_open(session, clock, plan, customer, 1) for _ in range(2)]
+    for order in orders:
+        _succeed(session, clock, order)
+    asker, approver = _staff(session, clock, name="asker"), _staff(session, clock, name="okay")
+    refund = payments.request_refund(session, clock, order_no=orders[1].order_no,
+                                     amount_fen=10000, reason="paid twice",
+                                     requested_by=asker.id)
+    payments.approve_refund(session, clock, refund, approved_by=approver.id)
+    assert payments.send_refund(session, clock, FakeChannel(refund_state=RefundState.SUCCEEDED),
+                                refund, timedelta(minutes=5)) == RefundStatus.SUCCEEDED
+    assert sum(ledger.owed_by_bill(session, [b.id for b in made]).values()) == \
+        50000 - 2 * 16666 + 10000
+    # 16666 + 6666 paid: installment 2 is not, and defaults after its grace period
+    clock.set(clock.now().replace(year=2027, month=2, day=21))
+    assert service.sweep(session, clock, POLICY, ZONE).defaulted == 1
+    session.refresh(plan)
+    assert plan.status == PlanStatus.DEFAULTED
+    assert [i.paid_at is not None for i in plan.installments] == [True, False, False]
+
+
+@given(amounts=st.lists(st.integers(1, 10**6), min_size=2, max_size=12),
+       paid=st.lists(st.integers(0, 10**6), max_size=20))
+def test_installments_are_paid_in_sequence_by_the_running_total(amounts, paid):
+    start = datetime(2027, 1, 1, tzinfo=UTC)
+    payments_made = [service.PlanPayment(n, start + timedelta(minutes=n), fen)
+                     for n, fen in enumerate(paid)]
+    result = service.installments_paid(amounts, payments_made)
+    paid_count = sum(p is not None for p in result)
+    assert all(p is not None for p in result[:paid_count])  # a prefix, in sequence
+    assert sum(amounts[:paid_count]) <= sum(paid)
+    assert paid_count == len(amounts) or sum(amounts[:paid_count + 1]) > sum(paid)
+    for k, payment in enumerate(result[:paid_count]):  # the payment that got there
+        assert payment is not None
+        assert sum(paid[:payment.order_id + 1]) >= sum(amounts[:k + 1]) > sum(
+            paid[:payment.order_id])
 
 
 def test_installments_due_soon_are_reminded_once(session, clock):
