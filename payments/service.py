@@ -280,7 +280,8 @@ _ORDER_AND_COVERED = (
               _order_bills.c.bill_id, _bills.c.period, _owed.label("owed"),
               sa.exists().where(_other_orders.c.account_id == _orders.c.account_id,
                                 _other_orders.c.id != _orders.c.id,
-                                _other_orders.c.status.in_(sorted(OPEN))).label("others_open"),
+                                sa.or_(*(_other_orders.c.status == s for s in sorted(OPEN)))
+                                ).label("others_open"),
               _entries_on_covered.label("entries_seen"))
     .select_from(_orders.join(_accounts, _accounts.c.id == _orders.c.account_id)
                  .outerjoin(_order_bills, _order_bills.c.order_id == _orders.c.id)

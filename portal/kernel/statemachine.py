@@ -80,7 +80,8 @@ class StateMachine(Generic[S]):
         column = (model.c[status_attr] if isinstance(model, sa.Table)
                   else getattr(model, status_attr))
         ordered = [state for state in self.states if state in sources]  # one cached statement
-        guard = column == ordered[0] if len(ordered) == 1 else column.in_(ordered)
+        # equalities, not IN: an IN list is expanded into the SQL at every execution
+        guard = sa.or_(*(column == state for state in ordered))
         return (sa.update(model).where(*where, guard)
                 .values({status_attr: target, **values})
                 .execution_options(synchronize_session=False))
