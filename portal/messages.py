@@ -18,6 +18,9 @@ MESSAGES = {
                         "records. Check them against a paper bill and try again."),
     "already_linked": _l("This account is already linked to your sign-in."),
     "conflict": _l("Someone changed this at the same time. Reload the page and try again."),
+    "request_nul_character": _l("The address or a field of this request contains an invisible "
+                                "NUL character (code 0), which is never valid here. Remove it, "
+                                "for example by typing the text again, and try again."),
     "staff_username_taken": _l("This username is taken. Choose another."),
     "staff_bad_username": _l("Use 2 to 64 letters, digits, dots, dashes or underscores."),
     "staff_unknown_district": _l("One of the chosen districts does not exist. Reload the page "

@@ -47,6 +47,7 @@ from portal.kernel import audit
 from portal.kernel.errors import DomainError
 from portal.ledger import service as ledger
 from portal.messages import review_reason_text
+from portal.security import is_same_site_path
 
 bp = Blueprint("backoffice", __name__, url_prefix="/staff")
 ENROL_KEY = "staff_enrol"
@@ -76,7 +77,7 @@ def _failed(response: object) -> bool:
 
 def _safe_next(target: str | None) -> str:
     """Only back-office paths of this site; anything else goes to the staff home page."""
-    if target and "\\" not in target and (
+    if is_same_site_path(target) and (
             target == STAFF_PREFIX or target.startswith((STAFF_PREFIX + "/", STAFF_PREFIX + "?"))):
         return target
     return url_for("backoffice.home")

@@ -224,8 +224,14 @@ class ReadingIn(Strict):
     valley_kwh = fields.String(validate=KWH_IN)
 
 
+def _a_file(value: object) -> None:
+    """marshmallow ignores a validator's return value: refusing means raising."""
+    if not isinstance(value, FileStorage):
+        raise ValidationError("send the photo as a file part (filename and content), not as text")
+
+
 class ReadingUpload(ReadingIn):
-    photo = Upload(required=True, validate=lambda value: isinstance(value, FileStorage),
+    photo = Upload(required=True, validate=_a_file,
                    metadata={"description": "JPEG or PNG of the meter (a file part)"})
 
 

@@ -82,8 +82,13 @@ def _choice(meter_id: int) -> service.MeterChoice:
 
 
 def _show_error(form: ReadingForm, exc: DomainError) -> None:
+    """The refusal under the field it names (else above the form). A field of a form that was
+    never validated (the confirm step refills a fresh one) still has ``errors == ()``."""
     target = getattr(form, getattr(exc, "field", ""), None)
-    (target.errors if target is not None else form.form_errors).append(message_for(exc))
+    if target is None:
+        form.form_errors.append(message_for(exc))
+    else:
+        target.errors = [*target.errors, message_for(exc)]
 
 
 @bp.get("/readings")

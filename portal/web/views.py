@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import (
     Blueprint,
     flash,
@@ -33,6 +31,7 @@ from portal.extensions import db, limiter, login_manager
 from portal.i18n import message_for
 from portal.kernel.errors import DomainError, NotFound
 from portal.ledger import service as ledger
+from portal.security import is_same_site_path
 from portal.web.forms import LinkAccountForm, LoginForm, SignupForm
 
 bp = Blueprint("web", __name__)
@@ -67,13 +66,9 @@ def _failed(response: object) -> bool:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths. ``//evil.example``, ``https://...`` and ``/\\evil.example`` (which
-    browsers read as ``//evil.example``) go to the dashboard instead."""
-    if target and target.startswith("/") and "\\" not in target:
-        parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc:
-            return target
-    return url_for("web.dashboard")
+    """Only same-site paths (``portal.security.is_same_site_path``); anything else, such as
+    ``//evil.example``, ``////evil.example`` or ``https://...``, goes to the dashboard."""
+    return target if is_same_site_path(target) else url_for("web.dashboard")
 
 
 def _sign_in(customer: Customer) -> None:

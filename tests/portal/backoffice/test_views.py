@@ -351,10 +351,12 @@ def test_sign_in_returns_to_the_page_asked_for_and_only_staff_pages(web, clock, 
     response = web.submit(first.location, {"username": "bj-reader", "password": DEMO_PASSWORD})
     assert response.location == "/staff/accounts?q=11"
     web.submit("/staff/logout", {}, page="/staff")
-    for target in ("//evil.example/staff", "/dashboard", "https://evil.example/staff"):
+    for target in ("//evil.example/staff", "/dashboard", "https://evil.example/staff",
+                   "////evil.example/staff", "/staff/%0Aaccounts"):
         response = web.submit(f"/staff/login?next={target}",
                               {"username": "bj-reader", "password": DEMO_PASSWORD})
-        assert response.location == "/staff", target
+        assert response.status_code == 302 and response.location == "/staff", target
+        assert web.get(f"/staff/login?next={target}").location == "/staff", target
         web.submit("/staff/logout", {}, page="/staff")
 
 

@@ -137,6 +137,28 @@ def test_errors_are_json_in_the_callers_language(client, demo, language, words):
     assert cases[2][0].get_json()["fields"] == ["code"]
 
 
+@pytest.mark.parametrize("database_url", [pytest.param("pg", marks=pytest.mark.pg)],
+                         indirect=True)
+def test_a_nul_character_is_a_400_json_error_not_a_database_error(client, demo):
+    """PostgreSQL refuses a NUL in any text it is given: in the path or in a JSON string, the
+    request is refused first, as JSON in the caller's language, and nothing is linked."""
+    token = signed_in(client, "liming", LI_MING[0])
+    english = {**bearer(token), "Accept-Language": "en"}
+    linked = client.get(f"{API}/accounts", headers=bearer(token)).get_json()
+    cases = [
+        (client.get(f"{API}/orders/a%00b", headers=english), "NUL character"),
+        (client.post(f"{API}/orders/a%00b/refresh", headers=english), "NUL character"),
+        (client.post(f"{API}/accounts", headers=bearer(token), json={
+            "account_no": "11000\u00000005", "holder_name": "张伟", "meter_last4": "5678"}),
+         "空字符"),
+    ]
+    for response, words in cases:
+        assert response.status_code == 400, response.get_data(as_text=True)
+        body = response.get_json()
+        assert body["code"] == "request_nul_character" and words in body["message"]
+    assert client.get(f"{API}/accounts", headers=bearer(token)).get_json() == linked
+
+
 def test_too_many_attempts_are_429_json(client, demo, settings_overrides):
     for _ in range(10):
         client.post(f"{API}/auth/login", json={"code": "bad"})

@@ -74,3 +74,20 @@ def test_another_customers_meter_is_404(client, demo, clock):
                           json={"meter_id": their_meter["id"], "value_kwh": "1"})
     assert preview.status_code == 404
     assert upload(client, mine, their_meter["id"], "1", jpeg()).status_code == 404
+
+
+def test_a_photo_sent_as_text_is_an_invalid_field_not_a_500(client, demo, clock):
+    """``photo`` as a plain form field instead of a file part: the answer names the field."""
+    clock.set(IN_WINDOW)
+    token = signed_in(client, "liming", LI_MING[0])
+    (meter,) = client.get(f"{API}/meters", headers=bearer(token)).get_json()["meters"]
+    before = client.get(f"{API}/readings", headers=bearer(token)).get_json()["readings"]
+    response = client.post(f"{API}/readings", headers=bearer(token),
+                           content_type="multipart/form-data",
+                           data={"meter_id": str(meter["id"]), "value_kwh": "1",
+                                 "photo": "not a file"})
+    assert response.status_code == 422
+    assert response.get_json()["code"] == "invalid_request"
+    assert response.get_json()["fields"] == ["photo"]
+    after = client.get(f"{API}/readings", headers=bearer(token)).get_json()["readings"]
+    assert after == before  # nothing was written

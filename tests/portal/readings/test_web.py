@@ -111,6 +111,35 @@ def test_bad_numbers_are_told_on_the_field(signed_in, world) -> None:
     assert response.status_code == 400 and "digits" in text_of(response)
 
 
+@pytest.mark.parametrize(("value", "words"), [
+    ("-1", "cannot be negative"),
+    ("", "Enter the number shown on the meter"),
+    (None, "Enter the number shown on the meter"),  # the field left out of the post
+    ("NaN", None),  # refused, in the service's words for a value that is no reading
+    ("Infinity", None),
+    ("1e999999", "digits"),
+    ("9" * 100_000, "at most 16 characters"),
+])
+def test_a_refused_value_on_confirm_is_told_on_the_field(signed_in, world, app, photo_dir,
+                                                         value, words) -> None:
+    """The service refuses the value only at the confirm step (the preview was skipped or the
+    post altered): the customer gets the form back with the reason, nothing is written."""
+    page = signed_in.get(f"/readings/new?meter={world.meter}").get_data(as_text=True)
+    data = {"csrf_token": csrf_token(page), "meter_id": str(world.meter),
+            "photo": (io.BytesIO(jpeg()), "meter.jpg")}
+    if value is not None:
+        data["value_kwh"] = value
+    response = signed_in.client.post("/readings/confirm?lang=en", data=data,
+                                     content_type="multipart/form-data")
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert re.search(r'aria-invalid="true"[^>]*name="value_kwh"|name="value_kwh"[^>]*'
+                     r'aria-invalid="true"', html)  # the form is back, the field marked
+    assert words is None or words in text_of(response)
+    assert _count(app) == 1
+    assert not photo_dir.exists() or list(photo_dir.iterdir()) == []
+
+
 @pytest.mark.parametrize(("photo", "name", "status", "words"), [
     (b"this is a text file, not a photo", "meter.jpg", 400,
      "“meter.jpg” is not a kind of file accepted here (JPEG, PNG)"),

@@ -182,11 +182,16 @@ def test_next_parameter_cannot_leave_the_site(app, demo) -> None:
                              ("//evil.example/x", "/dashboard"),
                              ("https://evil.example/", "/dashboard"),
                              ("/%5Cevil.example", "/dashboard"),
-                             ("javascript:alert(1)", "/dashboard")]:
+                             ("javascript:alert(1)", "/dashboard"),
+                             # the redirect would write these as //evil.example
+                             ("////evil.example", "/dashboard"),
+                             ("/%09///evil.example", "/dashboard"),
+                             ("/accounts%0A1", "/dashboard")]:  # no header with a line break
         fresh = FormClient(app.test_client())
         response = fresh.submit(f"/login?next={target}",
                                 {"phone": "13800000001", "password": "dianfei-demo"})
-        assert response.location == expected
+        assert response.status_code == 302 and response.location == expected, target
+        assert fresh.get(f"/login?next={target}").location == expected, target  # signed in
 
 
 def test_signed_in_people_skip_the_sign_in_pages(web, demo) -> None:

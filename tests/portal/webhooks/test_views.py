@@ -292,3 +292,18 @@ def test_ten_copies_of_each_notification_concurrently_credit_each_order_once(
         for a in accounts}
     assert session.scalar(sa.select(sa.func.count(OutboxMessage.id))) == N_ORDERS
     assert session.scalar(sa.select(sa.func.count(PaymentEvent.id))) == N_ORDERS
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("pg", marks=pytest.mark.pg)],
+                         indirect=True)
+def test_a_nul_character_in_a_notification_is_for_the_channel_to_judge(client, session, clock,
+                                                                       keys, account_id):
+    """The app-wide refusal of NUL characters (portal.security) leaves the notify endpoints
+    alone: it would read the body as a form before the channel verifies it. Here the NUL was
+    put in after signing, so the channel itself refuses it, in its own words."""
+    order = new_order(session, clock, account_id, "alipay")
+    before = snapshot(session)
+    note = signed("alipay", keys, clock, order.order_no, 8000, tamper={"subject": "电\x00费"})
+    response = post(client, "alipay", note)
+    assert response.status_code == 400 and response.get_data() == b"fail"  # Alipay's answer
+    assert snapshot(session) == before
