@@ -319,7 +319,7 @@ def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
     guarded UPDATE; anything else locks the order row and decides.
     """
     now = clock.now()
-    if trade.state in (TradeState.SUCCEEDED, TradeState.REFUNDED):
+    if trade.state == TradeState.SUCCEEDED:
         paid_at = trade.paid_at or now
         connection = session.connection()
         if connection.execute(_SUCCEED, _success_params(channel_name, trade, paid_at,
@@ -345,6 +345,8 @@ def apply_trade(session: Session, clock: Clock, channel_name: str, trade: Trade,
                       f"ordered {order.amount_fen} {order.currency}")
         elif status not in OPEN:
             reason = f"paid_after_{status.value}"
+        elif trade.state == TradeState.REFUNDED:  # paid, then refunded at the channel's console:
+            reason = "refunded_at_channel"        # in part or whole, a person decides
         if reason is None:  # pragma: no cover  (open and matching: the UPDATE above moved it)
             return Outcome.DUPLICATE
         ORDER_MACHINE.move(session, PaymentOrder, order.id, status, OrderStatus.REVIEW,
@@ -420,7 +422,7 @@ def handle_notification(session: Session, clock: Clock, channel_name: str,
     if trade is None:
         outcome = Outcome.IGNORED
     else:
-        if trade.state in (TradeState.SUCCEEDED, TradeState.REFUNDED):
+        if trade.state == TradeState.SUCCEEDED:
             with statements_commit_alone(session) as connection:
                 done = _succeed_at_once(connection, clock, channel_name, notification, trade,
                                         zone)

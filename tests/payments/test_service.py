@@ -202,6 +202,27 @@ def test_success_after_close_goes_to_review(session, clock, two_bills):
     assert payments_of(session, account_id) == []
 
 
+def test_a_trade_refunded_at_the_channel_before_we_heard_of_it_goes_to_review(session, clock,
+                                                                            two_bills):
+    """The janitor finds an open order's trade refunded (staff refunded it in the channel's
+    console, our notification was lost): the money went back, so nothing is credited; a
+    person decides."""
+    account_id, _old, _new = two_bills
+    channel = FakeChannel()
+    order = order_for(session, clock, account_id)
+    checkout(session, clock, channel, order)
+    refunded = Trade(order.order_no, TradeState.REFUNDED, 8000, channel_trade_no="T1")
+    note = Notification("EV-R", "TRANSACTION.SUCCESS", refunded, raw={"id": "EV-R"})
+    assert service.handle_notification(session, clock, "wechat", note) == \
+        service.Outcome.REVIEW
+    assert service.apply_trade(session, clock, "wechat", refunded, "query") == \
+        service.Outcome.DUPLICATE
+    session.commit()
+    session.refresh(order)
+    assert order.status == OrderStatus.REVIEW and order.review_reason == "refunded_at_channel"
+    assert payments_of(session, account_id) == []
+
+
 def test_other_trade_states_and_orders_of_another_channel(session, clock, two_bills):
     account_id, _old, _new = two_bills
     order = order_for(session, clock, account_id)
