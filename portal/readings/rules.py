@@ -91,9 +91,9 @@ class Assessment:
 def check_value(value: Decimal | None, field_name: str, digits: int) -> Decimal:
     """A register value: a finite number >= 0 with at most 2 decimals and at most ``digits``
     whole digits; else ``BadValue``."""
-    if value is None:
+    if value is None or not value.is_finite():  # NaN, Infinity: not a number on a meter
         raise BadValue("reading_value_required", field_name)
-    if not value.is_finite() or value < 0:
+    if value < 0:
         raise BadValue("reading_value_negative", field_name)
     if value >= 10 ** digits:  # first: quantizing a number this large would overflow
         raise BadValue("reading_value_too_many_digits", field_name)

@@ -79,7 +79,7 @@ def test_no_previous_reading() -> None:
 @pytest.mark.parametrize(("value", "code"), [
     (None, "reading_value_required"), (D("-0.01"), "reading_value_negative"),
     (D("1.001"), "reading_value_decimals"), (D("1000000"), "reading_value_too_many_digits"),
-    (D("NaN"), "reading_value_negative"),
+    (D("NaN"), "reading_value_required"), (D("-Infinity"), "reading_value_required"),
     # more digits than a Decimal holds once given two decimals: refused, not a crash
     (D("1E30"), "reading_value_too_many_digits"),
     (D("9" * 29), "reading_value_too_many_digits"),

@@ -115,8 +115,8 @@ def test_bad_numbers_are_told_on_the_field(signed_in, world) -> None:
     ("-1", "cannot be negative"),
     ("", "Enter the number shown on the meter"),
     (None, "Enter the number shown on the meter"),  # the field left out of the post
-    ("NaN", None),  # refused, in the service's words for a value that is no reading
-    ("Infinity", None),
+    ("NaN", "Enter the number shown on the meter"),  # not a number a meter shows
+    ("Infinity", "Enter the number shown on the meter"),
     ("1e999999", "digits"),
     ("9" * 100_000, "at most 16 characters"),
 ])
