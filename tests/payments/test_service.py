@@ -250,10 +250,7 @@ def test_overpayment_becomes_prepaid_balance_that_the_next_bill_consumes(session
                                                                        two_bills):
     account_id, old, new = two_bills
     channel = FakeChannel()
-    order = order_for(session, clock, account_id, bill_ids=[old.id], topup_fen=6000)
-    checkout(session, clock, channel, order)
-    service.apply_trade(session, clock, "wechat", channel.pay(order.order_no, 9000), "notify")
-    session.commit()
+    paid_order(session, clock, account_id, channel, 9000, bill_ids=[old.id], topup_fen=6000)
     # 3000 to the old bill, 6000 prepaid, of which 5000 paid the newer owed bill
     assert ledger.owed_by_bill(session, [old.id, new.id]) == {old.id: 0, new.id: 0}
     assert ledger.prepaid_balance(session, account_id) == 1000
@@ -488,14 +485,16 @@ def test_the_return_page_query_applies_a_success(session, clock, two_bills):
     assert service.refresh_from_channel(session, clock, channel, order) is None
 
 
-def paid_order(session: Session, clock: FrozenClock, account_id: int,
-               channel: FakeChannel) -> PaymentOrder:
-    order = order_for(session, clock, account_id)
-    checkout(session, clock, channel, order)
-    service.apply_trade(session, clock, "wechat", channel.pay(order.order_no, 8000), "notify")
+def paid_order(session: Session, clock: FrozenClock, account_id: int, channel: FakeChannel,
+               amount_fen: int = 8000, **order: object) -> PaymentOrder:
+    """An order (``order_for``'s choices; all owed bills by default) paid and committed."""
+    paid = order_for(session, clock, account_id, **order)  # type: ignore[arg-type]
+    checkout(session, clock, channel, paid)
+    service.apply_trade(session, clock, "wechat", channel.pay(paid.order_no, amount_fen),
+                        "notify")
     session.commit()
-    session.refresh(order)
-    return order
+    session.refresh(paid)
+    return paid
 
 
 def test_refund_needs_a_second_staff_member_and_a_refundable_amount(session, clock, staff,
@@ -620,10 +619,7 @@ def test_refunding_a_top_up_the_next_bill_consumed_shows_that_bill_owed_again(se
                                                                               staff):
     acct = factories.account(session, clock)
     channel = FakeChannel()
-    top_up = order_for(session, clock, acct.id, bill_ids=[], topup_fen=5000)
-    checkout(session, clock, channel, top_up)
-    service.apply_trade(session, clock, "wechat", channel.pay(top_up.order_no, 5000), "notify")
-    session.commit()
+    top_up = paid_order(session, clock, acct.id, channel, 5000, bill_ids=[], topup_fen=5000)
     bill = issued(session, clock, acct, "2026-11", (5000,), date(2026, 12, 25))  # paid by it
     session.commit()
     assert ledger.owed_by_bill(session, [bill.id]) == {bill.id: 0}
@@ -638,10 +634,8 @@ def test_refunding_an_overpayment_the_balance_spent_on_another_bill_unpays_both(
         session, clock, staff, two_bills):
     account_id, old, new = two_bills
     channel = FakeChannel()
-    order = order_for(session, clock, account_id, bill_ids=[old.id], topup_fen=5000)
-    checkout(session, clock, channel, order)
-    service.apply_trade(session, clock, "wechat", channel.pay(order.order_no, 8000), "notify")
-    session.commit()
+    order = paid_order(session, clock, account_id, channel, 8000, bill_ids=[old.id],
+                       topup_fen=5000)
     assert ledger.owed_by_bill(session, [old.id, new.id]) == {old.id: 0, new.id: 0}
     _refund_all(session, clock, staff, channel, order, 8000)
     assert ledger.owed_by_bill(session, [old.id, new.id]) == {old.id: 3000, new.id: 5000}
