@@ -7,16 +7,10 @@ from flask_smorest.fields import Upload
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 from werkzeug.datastructures import FileStorage
 
+from notifications.service import EVENTS  # each a WeChat subscribe-message template
 from payments.states import OrderStatus
 from portal.bills.service import PaymentState
 
-# Customer events of the notification contract (notifications/contract.md) a mini-program user can
-# subscribe to; one WeChat subscribe-message template each.
-EVENTS = ("bill_issued", "reminder_due_soon", "reminder_due_today", "reminder_overdue",
-          "reminder_final_notice", "payment_succeeded", "refund_succeeded", "reading_accepted",
-          "reading_rejected", "dispute_info_requested", "dispute_message", "dispute_resolved",
-          "plan_proposed", "plan_approved", "plan_declined", "plan_installment_due",
-          "plan_defaulted")
 KWH = fields.String  # Decimal as text ("123.45"): JSON numbers would be floats on the client
 
 
