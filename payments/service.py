@@ -37,7 +37,8 @@ from payments.channels.base import (
 from payments.models import PaymentEvent, PaymentOrder, PaymentOrderBill, Refund
 from payments.states import OPEN, ORDER_MACHINE, REFUND_MACHINE, OrderStatus, RefundStatus
 from portal.accounts.models import ElectricityAccount
-from portal.bills.models import Bill
+from portal.bills import service as bills_service
+from portal.bills.models import Bill, BillStatus
 from portal.kernel import outbox
 from portal.kernel.clock import Clock, local_today
 from portal.kernel.db import (
@@ -602,6 +603,15 @@ def _finish_refund(session: Session, clock: Clock, refund: Refund, result: Refun
            else f"reverse:{order.order_no}:{refund.refund_no}")
 
 
+def _paid_bills_newest_first(session: Session, account_id: int) -> list[tuple[int, int]]:
+    """(bill id, fen paid of its total) of the account's issued bills (the newest version of
+    each period, newest period first) paid at least in part."""
+    issued = [b for b in bills_service.account_bills(session, account_id)
+              if b.status is BillStatus.ISSUED]
+    owed = ledger.owed_by_bill(session, [b.id for b in issued])
+    return [(b.id, b.total_fen - owed[b.id]) for b in issued if b.total_fen > owed[b.id]]
+
+
 def _debit_refund(session: Session, clock: Clock, refund: Refund, order: PaymentOrder,
                   today: date) -> None:
     """Refunded money leaves the prepaid balance first; the rest un-pays the bills this order
@@ -635,7 +645,7 @@ def _debit_refund(session: Session, clock: Clock, refund: Refund, order: Payment
                     memo=memo)
         rest -= part
     if rest > 0:
-        for bill_id, paid_fen in ledger.paid_bills_newest_first(session, order.account_id):
+        for bill_id, paid_fen in _paid_bills_newest_first(session, order.account_id):
             part = min(paid_fen, rest)
             ledger.post(session, clock, account_id=order.account_id, bill_id=bill_id,
                         kind=EntryKind.REFUND, amount_fen=part,

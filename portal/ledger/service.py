@@ -106,22 +106,6 @@ def owed_bills(session: Session, account_id: int) -> list[tuple[Bill, int]]:
     return [(bill, int(amount)) for bill, amount in rows]
 
 
-def paid_bills_newest_first(session: Session, account_id: int) -> list[tuple[int, int]]:
-    """(bill id, fen paid of its total) of the account's issued bills, newest version of each
-    period, newest first, for those paid at least in part: what a refund of money that reached
-    them through the prepaid balance can take back."""
-    newer = sa.orm.aliased(Bill)
-    bills = session.execute(
-        sa.select(Bill.id, Bill.total_fen)
-        .where(Bill.account_id == account_id, Bill.status == BillStatus.ISSUED,
-               ~sa.exists().where(newer.account_id == Bill.account_id,
-                                  newer.period == Bill.period, newer.version > Bill.version))
-        .order_by(Bill.due_date.desc(), Bill.id.desc())).all()
-    owed = owed_by_bill(session, [bill_id for bill_id, _total in bills])
-    return [(bill_id, total - owed[bill_id]) for bill_id, total in bills
-            if total - owed[bill_id] > 0]
-
-
 def prepaid_balance(session: Session, account_id: int) -> int:
     """Credit not allocated to any bill (fen, >= 0): overpayments and top-ups not yet used."""
     total = session.scalar(
