@@ -298,37 +298,6 @@ def handled(engine: sa.Engine, clock: FrozenClock, note: Notification) -> servic
     return outcome
 
 
-@PG_ONLY
-def test_a_bill_paid_by_another_order_while_a_success_is_applied_is_not_paid_twice(
-        session, clock, two_bills, monkeypatch):
-    """The customer abandons a QR code, pays the old bill by a second order, then pays the QR
-    code too; the second order's success lands between the first's read and its write."""
-    account_id, old, new = two_bills
-    channel = FakeChannel()
-    first, second = (order_for(session, clock, account_id, bill_ids=[old.id]) for _ in "12")
-    for order in (first, second):
-        checkout(session, clock, channel, order)
-    notes = [success(channel, order.order_no, 3000) for order in (first, second)]
-    session.commit()
-    engine, read, first_no = session.get_bind(), service._order_and_covered, first.order_no
-    interleaved: list[service.Outcome] = []
-
-    def read_then_the_other_pays(connection: sa.Connection, order_no: str):  # type: ignore[no-untyped-def]
-        found = read(connection, order_no)
-        if order_no == first_no and not interleaved:
-            interleaved.append(handled(engine, clock, notes[1]))
-        return found
-
-    monkeypatch.setattr(service, "_order_and_covered", read_then_the_other_pays)
-    assert service.handle_notification(session, clock, "wechat", notes[0]) == \
-        service.Outcome.APPLIED
-    session.commit()
-    assert interleaved == [service.Outcome.APPLIED]
-    # the first 3000 finds the old bill paid: it goes to the balance, which pays the new bill
-    assert ledger.owed_by_bill(session, [old.id, new.id]) == {old.id: 0, new.id: 2000}
-    assert payments_of(session, account_id) == [(old.id, -3000), (None, -3000)]
-
-
 def _credit_lands_after_the_read(monkeypatch, session: Session, credit) -> None:  # type: ignore[no-untyped-def]
     """Between the one-statement way's read and its write, ``credit(other_session)`` runs
     and commits."""
@@ -345,6 +314,38 @@ def _credit_lands_after_the_read(monkeypatch, session: Session, credit) -> None:
         return found
 
     monkeypatch.setattr(service, "_order_and_covered", read_then_credit)
+
+
+def counter_payment_allocated(other: Session, clock: FrozenClock, account_id: int) -> int:
+    """30 yuan paid at the counter (bill-less credit) and allocated to the oldest owed bill, in
+    ``other``'s transaction; the fen allocated."""
+    ledger.post(other, clock, account_id=account_id, kind=EntryKind.PAYMENT, amount_fen=-3000,
+                ref="counter:1", effective_on=TODAY)
+    return ledger.apply_prepaid(other, clock, account_id, TODAY)
+
+
+@PG_ONLY
+def test_a_bill_paid_by_another_order_while_a_success_is_applied_is_not_paid_twice(
+        session, clock, two_bills, monkeypatch):
+    """The customer abandons a QR code, pays the old bill by a second order, then pays the QR
+    code too; the second order's success lands between the first's read and its write."""
+    account_id, old, new = two_bills
+    channel = FakeChannel()
+    first, second = (order_for(session, clock, account_id, bill_ids=[old.id]) for _ in "12")
+    for order in (first, second):
+        checkout(session, clock, channel, order)
+    notes = [success(channel, order.order_no, 3000) for order in (first, second)]
+    session.commit()
+    interleaved: list[service.Outcome] = []
+    _credit_lands_after_the_read(monkeypatch, session, lambda other: interleaved.append(
+        service.handle_notification(other, clock, "wechat", notes[1])))
+    assert service.handle_notification(session, clock, "wechat", notes[0]) == \
+        service.Outcome.APPLIED
+    session.commit()
+    assert interleaved == [service.Outcome.APPLIED]
+    # the first 3000 finds the old bill paid: it goes to the balance, which pays the new bill
+    assert ledger.owed_by_bill(session, [old.id, new.id]) == {old.id: 0, new.id: 2000}
+    assert payments_of(session, account_id) == [(old.id, -3000), (None, -3000)]
 
 
 @PG_ONLY
@@ -383,12 +384,8 @@ def test_an_allocation_landing_during_a_success_is_not_paid_over(session, clock,
     note = success(channel, order.order_no, 3000)
     session.commit()
 
-    def counter_payment(other: Session) -> None:
-        ledger.post(other, clock, account_id=account_id, kind=EntryKind.PAYMENT,
-                    amount_fen=-3000, ref="counter:1", effective_on=TODAY)
-        ledger.apply_prepaid(other, clock, account_id, TODAY)
-
-    _credit_lands_after_the_read(monkeypatch, session, counter_payment)
+    _credit_lands_after_the_read(monkeypatch, session, lambda other: counter_payment_allocated(
+        other, clock, account_id))
     assert service.handle_notification(session, clock, "wechat", note) == \
         service.Outcome.APPLIED
     session.commit()
@@ -409,9 +406,7 @@ def test_a_success_waits_for_an_allocation_holding_the_account(session, clock, t
     engine = session.get_bind()
     outcomes: list[service.Outcome] = []
     with Session(engine) as allocating:
-        ledger.post(allocating, clock, account_id=account_id, kind=EntryKind.PAYMENT,
-                    amount_fen=-3000, ref="counter:1", effective_on=TODAY)
-        assert ledger.apply_prepaid(allocating, clock, account_id, TODAY) == 3000
+        assert counter_payment_allocated(allocating, clock, account_id) == 3000
         arriving = threading.Thread(target=lambda: outcomes.append(handled(engine, clock, note)))
         arriving.start()
         arriving.join(timeout=1)
