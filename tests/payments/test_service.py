@@ -290,6 +290,17 @@ def success(channel: FakeChannel, order_no: str, amount_fen: int) -> Notificatio
                         channel.pay(order_no, amount_fen), raw={"id": f"EV-{order_no}"})
 
 
+def checked_out_success(session: Session, clock: FrozenClock, channel: FakeChannel,
+                        account_id: int, bill_id: int) -> Notification:
+    """An order for the bill (30 yuan owed), checked out and committed, and the channel's
+    notification of its success."""
+    order = order_for(session, clock, account_id, bill_ids=[bill_id])
+    checkout(session, clock, channel, order)
+    note = success(channel, order.order_no, 3000)
+    session.commit()
+    return note
+
+
 def handled(engine: sa.Engine, clock: FrozenClock, note: Notification) -> service.Outcome:
     """``note`` handled and committed in a session of its own, as another request would."""
     with Session(engine) as other:
@@ -358,11 +369,8 @@ def test_a_dispute_credit_landing_during_a_success_moves_the_bill_first(session,
     old = issued(session, clock, acct, "2026-10", (3000,), date(2026, 11, 25))
     session.commit()
     channel = FakeChannel()
-    order = order_for(session, clock, acct.id, bill_ids=[old.id])
-    checkout(session, clock, channel, order)
-    note = success(channel, order.order_no, 3000)
+    note = checked_out_success(session, clock, channel, acct.id, old.id)
     account_no = acct.account_no
-    session.commit()
     _credit_lands_after_the_read(monkeypatch, session, lambda other: LocalBillingSystem(
         other, clock).apply_adjustment(Adjustment("ADJ1", account_no, "2026-10", -1000, "异议")))
     assert service.handle_notification(session, clock, "wechat", note) == \
@@ -379,10 +387,7 @@ def test_an_allocation_landing_during_a_success_is_not_paid_over(session, clock,
                                                                  monkeypatch):
     account_id, old, new = two_bills
     channel = FakeChannel()
-    order = order_for(session, clock, account_id, bill_ids=[old.id])
-    checkout(session, clock, channel, order)
-    note = success(channel, order.order_no, 3000)
-    session.commit()
+    note = checked_out_success(session, clock, channel, account_id, old.id)
 
     _credit_lands_after_the_read(monkeypatch, session, lambda other: counter_payment_allocated(
         other, clock, account_id))
@@ -399,10 +404,7 @@ def test_a_success_waits_for_an_allocation_holding_the_account(session, clock, t
     balance instead of paying the bill a second time."""
     account_id, old, new = two_bills
     channel = FakeChannel()
-    order = order_for(session, clock, account_id, bill_ids=[old.id])
-    checkout(session, clock, channel, order)
-    note = success(channel, order.order_no, 3000)
-    session.commit()
+    note = checked_out_success(session, clock, channel, account_id, old.id)
     engine = session.get_bind()
     outcomes: list[service.Outcome] = []
     with Session(engine) as allocating:
